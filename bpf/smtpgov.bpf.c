@@ -1,0 +1,258 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause
+/*
+ * smtpgov kernel half: cap live SMTP connections per destination range.
+ *
+ * cgroup/connect4 and cgroup/connect6 reserve a slot in the destination's
+ * group (or refuse the connect), cgroup/sock_release gives it back, and an
+ * iterator over the socket tags lets the daemon recount live sockets and
+ * repair drift. The semantics and the map layout are in include/smtpgov.h.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "smtpgov.h"
+
+#define ALLOW  1
+#define REFUSE 0
+
+#define AF_INET     2
+#define AF_INET6    10
+#define SOCK_STREAM 1
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SG_MAX_GROUPS);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct sg_group);
+} groups SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sg_settings);
+} settings SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, SG_MAX_RANGES4);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct sg_lpm4);
+	__type(value, __u32);
+} ranges4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, SG_MAX_RANGES6);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct sg_lpm6);
+	__type(value, __u32);
+} ranges6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct sg_sock);
+} socks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, SG_EVENTS_BYTES);
+} events SEC(".maps");
+
+static __always_inline int port_governed(const struct sg_settings *s, __u16 port)
+{
+#pragma unroll
+	for (int i = 0; i < SG_MAX_PORTS; i++)
+		if (s->ports[i] == port)
+			return port != 0;
+	return 0;
+}
+
+static __always_inline void emit(struct sg_group *grp, __u32 gid, __u32 kind,
+				 const struct sg_settings *s, __u16 family,
+				 const __u32 addr[4], __u16 port, __s32 live)
+{
+	__u64 now = bpf_ktime_get_ns();
+	struct sg_event *e;
+
+	if (!sg_event_due(grp->last_event_ns, now, s->event_interval_ns))
+		goto dropped;
+	grp->last_event_ns = now;
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e)
+		goto dropped;
+	e->ts_ns = now;
+	e->kind = kind;
+	e->pid = bpf_get_current_pid_tgid() >> 32;
+	e->group = gid;
+	e->live = live;
+	e->cap = grp->cap;
+	e->port = port;
+	e->family = family;
+	__builtin_memcpy(e->addr, addr, 16);
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	bpf_ringbuf_submit(e, 0);
+	return;
+dropped:
+	__sync_fetch_and_add(&grp->events_dropped, 1);
+}
+
+static __always_inline void release_tag(struct sg_sock *tag)
+{
+	__u32 gid = tag->group;
+	struct sg_group *grp = bpf_map_lookup_elem(&groups, &gid);
+
+	tag->flags &= ~SG_SOCK_COUNTED;
+	if (grp)
+		__sync_fetch_and_add(&grp->live, -1);
+}
+
+/*
+ * The one decision path for IPv4, IPv4-mapped IPv6 and IPv6. addr is the
+ * destination as 16 bytes (IPv4 mapped), for events only.
+ */
+static __always_inline int govern(struct bpf_sock_addr *ctx, __u32 gid,
+				  const struct sg_settings *s, __u16 family,
+				  const __u32 addr[4], __u16 port)
+{
+	struct sg_group *grp = bpf_map_lookup_elem(&groups, &gid);
+	struct bpf_sock *sk = ctx->sk;
+	struct sg_sock *tag;
+	__s32 old;
+
+	if (!grp || !(grp->flags & SG_GROUP_ACTIVE) || !sk)
+		return ALLOW;
+
+	/* connect() again on a socket that already holds a slot: free. */
+	tag = bpf_sk_storage_get(&socks, sk, 0, 0);
+	if (tag && (tag->flags & SG_SOCK_COUNTED)) {
+		if (tag->group == gid)
+			return ALLOW;
+		release_tag(tag);
+	}
+
+	old = __sync_fetch_and_add(&grp->live, 1);
+	if (old >= (__s32)grp->cap) {
+		__sync_fetch_and_add(&grp->refused, 1);
+		if (s->mode != SG_MODE_DRY_RUN) {
+			__sync_fetch_and_add(&grp->live, -1);
+			emit(grp, gid, SG_EV_REFUSED, s, family, addr, port, old);
+			return REFUSE;
+		}
+		emit(grp, gid, SG_EV_WOULD_REFUSE, s, family, addr, port, old);
+	}
+
+	if (!tag)
+		tag = bpf_sk_storage_get(&socks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!tag) {
+		/* No tag, no release later: do not count what we cannot give back. */
+		__sync_fetch_and_add(&grp->live, -1);
+		return ALLOW;
+	}
+	tag->group = gid;
+	tag->flags = SG_SOCK_COUNTED;
+	__sync_fetch_and_add(&grp->admitted, 1);
+	return ALLOW;
+}
+
+static __always_inline const struct sg_settings *governed(struct bpf_sock_addr *ctx, __u16 *port)
+{
+	const struct sg_settings *s;
+	__u32 zero = 0;
+
+	if (ctx->type != SOCK_STREAM || ctx->protocol != IPPROTO_TCP)
+		return 0;
+	s = bpf_map_lookup_elem(&settings, &zero);
+	if (!s)
+		return 0;
+	*port = bpf_ntohs((__u16)ctx->user_port);
+	return port_governed(s, *port) ? s : 0;
+}
+
+static __always_inline int govern4(struct bpf_sock_addr *ctx, const struct sg_settings *s,
+				   __u16 family, __u32 ip, __u16 port)
+{
+	struct sg_lpm4 key = { .prefixlen = 32 };
+	__u32 addr[4] = { 0, 0, bpf_htonl(0xffff), ip };
+	__u32 *gid;
+
+	*(__u32 *)key.addr = ip;
+	gid = bpf_map_lookup_elem(&ranges4, &key);
+	if (!gid)
+		return ALLOW;
+	return govern(ctx, *gid, s, family, addr, port);
+}
+
+SEC("cgroup/connect4")
+int sg_connect4(struct bpf_sock_addr *ctx)
+{
+	const struct sg_settings *s;
+	__u16 port;
+
+	s = governed(ctx, &port);
+	if (!s)
+		return ALLOW;
+	return govern4(ctx, s, AF_INET, ctx->user_ip4, port);
+}
+
+SEC("cgroup/connect6")
+int sg_connect6(struct bpf_sock_addr *ctx)
+{
+	const struct sg_settings *s;
+	struct sg_lpm6 key = { .prefixlen = 128 };
+	__u32 addr[4];
+	__u32 *gid;
+	__u16 port;
+
+	s = governed(ctx, &port);
+	if (!s)
+		return ALLOW;
+	/* Word by word: the verifier allows only 4-byte loads of user_ip6. */
+	addr[0] = ctx->user_ip6[0];
+	addr[1] = ctx->user_ip6[1];
+	addr[2] = ctx->user_ip6[2];
+	addr[3] = ctx->user_ip6[3];
+	if (addr[0] == 0 && addr[1] == 0 && addr[2] == bpf_htonl(0xffff))
+		return govern4(ctx, s, AF_INET6, addr[3], port);
+
+	__builtin_memcpy(key.addr, addr, 16);
+	gid = bpf_map_lookup_elem(&ranges6, &key);
+	if (!gid)
+		return ALLOW;
+	return govern(ctx, *gid, s, AF_INET6, addr, port);
+}
+
+SEC("cgroup/sock_release")
+int sg_release(struct bpf_sock *sk)
+{
+	struct sg_sock *tag;
+
+	if (sk->type != SOCK_STREAM)
+		return ALLOW;
+	tag = bpf_sk_storage_get(&socks, sk, 0, 0);
+	if (tag && (tag->flags & SG_SOCK_COUNTED))
+		release_tag(tag);
+	return ALLOW;
+}
+
+/*
+ * Recount: one __u32 (the group index) per socket that holds a slot, read
+ * by the daemon to repair drift in groups[].live.
+ */
+SEC("iter/bpf_sk_storage_map")
+int sg_recount(struct bpf_iter__bpf_sk_storage_map *ctx)
+{
+	struct sg_sock *tag = ctx->value;
+	__u32 gid;
+
+	if (!tag || !ctx->sk || !(tag->flags & SG_SOCK_COUNTED))
+		return 0;
+	gid = tag->group;
+	bpf_seq_write(ctx->meta->seq, &gid, sizeof(gid));
+	return 0;
+}

@@ -1,0 +1,142 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause */
+/*
+ * smtpgov ABI: the maps shared by the BPF programs (bpf/smtpgov.bpf.c) and
+ * the smtpgov daemon and CLI (user/). Only fixed-size __u8/__u16/__u32/__u64
+ * fields, no kernel headers, so both sides compile it.
+ *
+ * Semantics
+ * ---------
+ * A connect() from a process in the governed cgroup is *governed* when the
+ * socket is SOCK_STREAM/TCP and the destination port is one of
+ * settings.ports. The destination address is looked up in `ranges4`
+ * (IPv4, and IPv4-mapped IPv6 such as ::ffff:142.250.1.27) or `ranges6`
+ * (IPv6), longest prefix wins; the value is a group index into `groups`.
+ * Anything else (UDP, other ports, no matching range) passes untouched.
+ *
+ * For a governed connect the program reserves a slot atomically:
+ *
+ *     old = fetch_add(&group.live, 1);
+ *     if (old >= group.cap) { fetch_add(&group.live, -1); over cap }
+ *
+ * and tags the socket (sk storage: group + SG_SOCK_COUNTED). The tag makes a
+ * second connect() on the same socket (after ECONNREFUSED, say) free; when
+ * the socket goes away (close, exit, SIGKILL) cgroup/sock_release gives the
+ * slot back. Over cap, settings.mode decides: SG_MODE_ENFORCE refuses the
+ * connect (connect() fails with EPERM), SG_MODE_DRY_RUN admits it and only
+ * counts it in `refused`.
+ *
+ * Worked example: group "google" has cap 2 and live 2. A third connect to
+ * 142.250.1.27:25 makes live 3 for an instant, sees old (2) >= cap (2),
+ * puts live back to 2, adds 1 to refused and fails with EPERM. The MTA
+ * closes one of the first two sockets: live 1; the next connect succeeds.
+ *
+ * Userspace writes `cap`, `min_cap`, `max_cap`, `verdict` and `name`
+ * through a memory mapping of `groups` (BPF_F_MMAPABLE), one field at a
+ * time, never a whole-value update, so it cannot overwrite a counter the
+ * kernel is changing. `live` is repaired only with atomic adds.
+ */
+#ifndef SMTPGOV_H
+#define SMTPGOV_H
+
+#ifdef __BPF__
+/* vmlinux.h provides the __u* types */
+#else
+#include <linux/types.h>
+#endif
+
+#define SG_MAX_GROUPS     64      /* entries of `groups` */
+#define SG_MAX_RANGES4    16384   /* entries of `ranges4` */
+#define SG_MAX_RANGES6    16384   /* entries of `ranges6` */
+#define SG_MAX_PORTS      8       /* governed destination ports */
+#define SG_NAME_LEN       32      /* group name, NUL included */
+#define SG_EVENTS_BYTES   (256 * 1024)
+
+/* Default: at most one ring-buffer event per group per 10 ms. */
+#define SG_EVENT_INTERVAL_NS (10ULL * 1000 * 1000)
+
+enum sg_mode {
+	SG_MODE_ENFORCE = 0,   /* over cap: apply the group's verdict */
+	SG_MODE_DRY_RUN = 1,   /* over cap: admit, count in `refused` */
+};
+
+enum sg_verdict {
+	SG_VERDICT_REFUSE = 0, /* over cap: connect() fails with EPERM */
+	SG_VERDICT_QUEUE  = 1, /* over cap: hold in the waiting room */
+};
+
+enum sg_group_flags {
+	SG_GROUP_ACTIVE = 1,   /* slot in use by a configured group */
+};
+
+/* `groups`: BPF_MAP_TYPE_ARRAY, BPF_F_MMAPABLE, key = group index. */
+struct sg_group {
+	char  name[SG_NAME_LEN];
+	__u32 cap;        /* live connections allowed (0 = paused) */
+	__s32 live;       /* governed sockets open now (atomic; signed so
+	                   * a lost decrement never wraps to "full") */
+	__u32 min_cap;    /* bounds userspace keeps cap within */
+	__u32 max_cap;
+	__u32 verdict;    /* enum sg_verdict */
+	__u32 flags;      /* enum sg_group_flags */
+	__u64 admitted;   /* connects reserved a slot (atomic) */
+	__u64 refused;    /* connects over cap: refused, or would-be in dry-run */
+	__u64 last_event_ns;    /* rate limit of ring-buffer events */
+	__u64 events_dropped;   /* events suppressed by that limit */
+};
+
+/* `settings`: BPF_MAP_TYPE_ARRAY, one entry at key 0. */
+struct sg_settings {
+	__u16 ports[SG_MAX_PORTS]; /* host byte order; 0 = unused */
+	__u32 nports;
+	__u32 mode;                /* enum sg_mode */
+	__u64 event_interval_ns;   /* min gap between events of a group */
+};
+
+/* `ranges4` / `ranges6`: BPF_MAP_TYPE_LPM_TRIE, value = __u32 group index. */
+struct sg_lpm4 {
+	__u32 prefixlen;
+	__u8  addr[4];
+};
+
+struct sg_lpm6 {
+	__u32 prefixlen;
+	__u8  addr[16];
+};
+
+enum sg_sock_flags {
+	SG_SOCK_COUNTED = 1,   /* holds one unit of groups[group].live */
+};
+
+/* `socks`: BPF_MAP_TYPE_SK_STORAGE, the per-socket tag. */
+struct sg_sock {
+	__u32 group;
+	__u32 flags;           /* enum sg_sock_flags */
+};
+
+enum sg_event_kind {
+	SG_EV_REFUSED     = 1, /* connect refused with EPERM */
+	SG_EV_WOULD_REFUSE = 2,/* dry-run: would have been refused */
+};
+
+/* `events`: BPF_MAP_TYPE_RINGBUF records. */
+struct sg_event {
+	__u64 ts_ns;           /* CLOCK_MONOTONIC (bpf_ktime_get_ns) */
+	__u32 kind;            /* enum sg_event_kind */
+	__u32 pid;
+	__u32 group;
+	__u32 live;
+	__u32 cap;
+	__u16 port;            /* host byte order */
+	__u16 family;          /* AF_INET or AF_INET6 (as the socket saw it) */
+	__u8  addr[16];        /* IPv4 as ::ffff:a.b.c.d */
+	char  comm[16];
+};
+
+/* Pure helper shared by both sides (and unit-tested natively):
+ * may a group emit an event at `now` when its last one was at `last`? */
+static inline int sg_event_due(__u64 last, __u64 now, __u64 interval)
+{
+	return last == 0 || now - last >= interval;
+}
+
+#endif /* SMTPGOV_H */

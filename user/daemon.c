@@ -1,0 +1,78 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause
+/* The `smtpgov load` daemon loop (see daemon.h). */
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+#include "daemon.h"
+#include "log.h"
+
+static int on_signal(void *arg, uint32_t events)
+{
+	struct sg_daemon *d = arg;
+	struct signalfd_siginfo si;
+
+	(void)events;
+	if (read(d->sig_fd, &si, sizeof(si)) == sizeof(si)) {
+		pr_info("%s: stopping; enforcement stays attached", strsignal((int)si.ssi_signo));
+		sg_loop_stop(&d->loop);
+	}
+	return 0;
+}
+
+static int on_recount(void *arg, uint32_t events)
+{
+	struct sg_daemon *d = arg;
+	uint64_t ticks;
+	int r;
+
+	(void)events;
+	if (read(d->recount_fd, &ticks, sizeof(ticks)) < 0)
+		return 0;
+	r = sg_kernel_recount(d->k);
+	if (r < 0)
+		pr_warn("recount of live sockets: %s", strerror(-r));
+	return 0;
+}
+
+int sg_daemon_run(struct sg_kernel *k, const struct sg_config *cfg,
+		  const struct sg_daemon_opts *opts)
+{
+	struct sg_daemon d = { .k = k, .cfg = cfg, .opts = opts, .sig_fd = -1, .recount_fd = -1 };
+	sigset_t mask;
+	int r;
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	if ((r = sg_loop_init(&d.loop)))
+		goto out;
+	d.sig_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (d.sig_fd < 0) {
+		r = -errno;
+		goto out;
+	}
+	if ((r = sg_loop_add(&d.loop, d.sig_fd, EPOLLIN, on_signal, &d)))
+		goto out;
+	d.recount_fd = sg_timerfd(opts->recount_ms);
+	if (d.recount_fd < 0) {
+		r = d.recount_fd;
+		goto out;
+	}
+	if ((r = sg_loop_add(&d.loop, d.recount_fd, EPOLLIN, on_recount, &d)))
+		goto out;
+	r = sg_loop_run(&d.loop);
+out:
+	if (r)
+		pr_err("daemon: %s", strerror(-r));
+	if (d.recount_fd >= 0)
+		close(d.recount_fd);
+	if (d.sig_fd >= 0)
+		close(d.sig_fd);
+	sg_loop_close(&d.loop);
+	return r;
+}

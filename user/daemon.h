@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause */
+/*
+ * The `smtpgov load` daemon: after the kernel half is attached, one epoll
+ * loop (loop.h) serves signals and the periodic recount that repairs drift
+ * in the live counts, until SIGINT or SIGTERM. Enforcement stays pinned
+ * when it exits.
+ */
+#ifndef SG_DAEMON_H
+#define SG_DAEMON_H
+
+#include "config.h"
+#include "kernel.h"
+#include "loop.h"
+
+struct sg_daemon_opts {
+	const char *log;          /* MTA log: a file, "-" or "journal"; NULL = none */
+	uint32_t recount_ms;      /* drift recount period */
+};
+
+struct sg_daemon {
+	struct sg_kernel *k;
+	const struct sg_config *cfg;
+	const struct sg_daemon_opts *opts;
+	struct sg_loop loop;
+	int sig_fd, recount_fd;
+};
+
+/* Run until SIGINT/SIGTERM (0) or an error (negative errno, logged). */
+int sg_daemon_run(struct sg_kernel *k, const struct sg_config *cfg,
+		  const struct sg_daemon_opts *opts);
+
+#endif

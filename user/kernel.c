@@ -1,0 +1,697 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause
+/*
+ * Loader and pinning: the BPF object's lifecycle (open, load, fill the
+ * maps, attach, pin), adoption of a pinned instance, map synchronisation
+ * with the config, drift repair and unload. See kernel.h.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <linux/magic.h>
+#include <mntent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include "kernel.h"
+#include "log.h"
+#include "smtpgov.skel.h"
+
+static const char *const link_pins[] = { "link_connect4", "link_connect6", "link_release" };
+#define NLINKS (sizeof(link_pins) / sizeof(link_pins[0]))
+
+static void pin_path(char *buf, size_t len, const char *dir, const char *name)
+{
+	snprintf(buf, len, "%s/%s", dir, name);
+}
+
+static void kernel_init(struct sg_kernel *k, const char *pin_dir)
+{
+	memset(k, 0, sizeof(*k));
+	snprintf(k->pin_dir, sizeof(k->pin_dir), "%s", pin_dir);
+	k->lock_fd = k->groups_fd = k->settings_fd = k->ranges4_fd = -1;
+	k->ranges6_fd = k->socks_fd = k->events_fd = -1;
+}
+
+static int map_groups(struct sg_kernel *k)
+{
+	long page = sysconf(_SC_PAGESIZE);
+
+	k->groups_len = (sizeof(struct sg_group) * SG_MAX_GROUPS + page - 1) / page * page;
+	k->groups = mmap(NULL, k->groups_len, PROT_READ | PROT_WRITE, MAP_SHARED, k->groups_fd, 0);
+	if (k->groups == MAP_FAILED) {
+		k->groups = NULL;
+		return -errno;
+	}
+	return 0;
+}
+
+static uint64_t link_cgroup(int link_fd)
+{
+	struct bpf_link_info info;
+	__u32 len = sizeof(info);
+
+	memset(&info, 0, sizeof(info));
+	if (bpf_obj_get_info_by_fd(link_fd, &info, &len))
+		return 0;
+	return info.type == BPF_LINK_TYPE_CGROUP ? info.cgroup.cgroup_id : 0;
+}
+
+int sg_kernel_open(struct sg_kernel *k, const char *pin_dir)
+{
+	struct { const char *name; int *fd; } maps[] = {
+		{ "groups", &k->groups_fd }, { "settings", &k->settings_fd },
+		{ "ranges4", &k->ranges4_fd }, { "ranges6", &k->ranges6_fd },
+		{ "socks", &k->socks_fd }, { "events", &k->events_fd },
+	};
+	char path[PATH_MAX];
+	int r, fd;
+
+	kernel_init(k, pin_dir);
+	for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]); i++) {
+		pin_path(path, sizeof(path), pin_dir, maps[i].name);
+		*maps[i].fd = bpf_obj_get(path);
+		if (*maps[i].fd < 0) {
+			r = -errno;
+			sg_kernel_close(k);
+			return r;
+		}
+	}
+	pin_path(path, sizeof(path), pin_dir, link_pins[0]);
+	fd = bpf_obj_get(path);
+	if (fd >= 0) {
+		k->cgroup_id = link_cgroup(fd);
+		close(fd);
+	}
+	r = map_groups(k);
+	if (r)
+		sg_kernel_close(k);
+	return r;
+}
+
+void sg_kernel_close(struct sg_kernel *k)
+{
+	int *fds[] = { &k->groups_fd, &k->settings_fd, &k->ranges4_fd, &k->ranges6_fd,
+		       &k->socks_fd, &k->events_fd };
+
+	if (k->groups)
+		munmap(k->groups, k->groups_len);
+	k->groups = NULL;
+	if (k->skel) {
+		smtpgov_bpf__destroy(k->skel);
+		k->skel = NULL;
+		/* the skeleton owned the map fds */
+		for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+			*fds[i] = -1;
+	}
+	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
+		if (*fds[i] >= 0)
+			close(*fds[i]);
+		*fds[i] = -1;
+	}
+	if (k->lock_fd >= 0)
+		close(k->lock_fd);
+	k->lock_fd = -1;
+}
+
+static const char *find_fs(const char *type, char *buf, size_t len)
+{
+	FILE *fp = setmntent("/proc/self/mounts", "re");
+	struct mntent *m;
+
+	buf[0] = '\0';
+	if (!fp)
+		return buf;
+	while ((m = getmntent(fp)))
+		if (!strcmp(m->mnt_type, type)) {
+			snprintf(buf, len, "%s", m->mnt_dir);
+			break;
+		}
+	endmntent(fp);
+	return buf;
+}
+
+const char *sg_cgroup2_root(void)
+{
+	static char root[PATH_MAX];
+
+	if (!root[0])
+		find_fs("cgroup2", root, sizeof(root));
+	return root;
+}
+
+static uint64_t want_id;
+static char *found_path;
+static size_t found_len;
+
+static int match_cgroup(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)ftw;
+	if (type == FTW_D && (uint64_t)st->st_ino == want_id) {
+		snprintf(found_path, found_len, "%s", path);
+		return 1;
+	}
+	return 0;
+}
+
+void sg_cgroup_path(uint64_t id, char *buf, size_t len)
+{
+	buf[0] = '\0';
+	if (!id || !sg_cgroup2_root()[0])
+		return;
+	want_id = id;
+	found_path = buf;
+	found_len = len;
+	nftw(sg_cgroup2_root(), match_cgroup, 16, FTW_PHYS | FTW_MOUNT);
+}
+
+/* The pin dir must live on a bpf filesystem; mount the usual one if needed. */
+static int ensure_bpffs(const char *pin_dir, char *err, size_t errlen)
+{
+	char parent[PATH_MAX];
+	struct statfs sfs;
+	char *slash;
+
+	snprintf(parent, sizeof(parent), "%s", pin_dir);
+	slash = strrchr(parent, '/');
+	if (!slash || slash == parent) {
+		snprintf(err, errlen, "pin dir %s: must be a directory below a bpf filesystem", pin_dir);
+		return -EINVAL;
+	}
+	*slash = '\0';
+	if (statfs(parent, &sfs)) {
+		int r = -errno;
+
+		snprintf(err, errlen, "pin dir %s: %s", parent, strerror(errno));
+		return r;
+	}
+	if (sfs.f_type == BPF_FS_MAGIC)
+		return 0;
+	if (!strcmp(parent, "/sys/fs/bpf") && !mount("bpffs", parent, "bpf", 0, "mode=0700")) {
+		pr_info("mounted a bpf filesystem on /sys/fs/bpf");
+		return 0;
+	}
+	snprintf(err, errlen, "pin dir %s: %s is not a bpf filesystem (mount -t bpf bpffs %s)",
+		 pin_dir, parent, parent);
+	return -ENOTSUP;
+}
+
+static int lock_pin_dir(struct sg_kernel *k, bool create, char *err, size_t errlen)
+{
+	if (create && mkdir(k->pin_dir, 0700) && errno != EEXIST) {
+		int r = -errno;
+
+		snprintf(err, errlen, "pin dir %s: %s", k->pin_dir, strerror(errno));
+		return r;
+	}
+	k->lock_fd = open(k->pin_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (k->lock_fd < 0) {
+		int r = -errno;
+
+		snprintf(err, errlen, "pin dir %s: %s", k->pin_dir, strerror(errno));
+		return r;
+	}
+	if (flock(k->lock_fd, LOCK_EX | LOCK_NB)) {
+		int r = -errno;
+
+		if (errno == EWOULDBLOCK)
+			snprintf(err, errlen, "pin dir %s: another smtpgov load is running on it", k->pin_dir);
+		else
+			snprintf(err, errlen, "pin dir %s: lock: %s", k->pin_dir, strerror(errno));
+		return r;
+	}
+	return 0;
+}
+
+static int open_cgroup(const char *cgroup, uint64_t *id, char *err, size_t errlen)
+{
+	struct statfs sfs;
+	struct stat st;
+	int fd = open(cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0) {
+		int r = -errno;
+
+		snprintf(err, errlen, "cgroup %s: %s", cgroup, strerror(errno));
+		return r;
+	}
+	if (fstatfs(fd, &sfs) || sfs.f_type != CGROUP2_SUPER_MAGIC || fstat(fd, &st)) {
+		const char *root = sg_cgroup2_root();
+
+		snprintf(err, errlen, "cgroup %s: not a cgroup v2 directory (%s%s)", cgroup,
+			 root[0] ? "cgroup v2 is mounted at " : "no cgroup v2 is mounted",
+			 root[0] ? root : "");
+		close(fd);
+		return -ENOTDIR;
+	}
+	*id = st.st_ino;
+	return fd;
+}
+
+static int attach(struct sg_kernel *k, int cgroup_fd, char *err, size_t errlen)
+{
+	struct bpf_program *progs[NLINKS] = {
+		k->skel->progs.sg_connect4, k->skel->progs.sg_connect6, k->skel->progs.sg_release,
+	};
+	char path[PATH_MAX];
+
+	for (size_t i = 0; i < NLINKS; i++) {
+		struct bpf_link *link = bpf_program__attach_cgroup(progs[i], cgroup_fd);
+		int r;
+
+		if (!link) {
+			r = -errno;
+			snprintf(err, errlen, "attach %s to the cgroup: %s", bpf_program__name(progs[i]),
+				 strerror(-r));
+			return r;
+		}
+		pin_path(path, sizeof(path), k->pin_dir, link_pins[i]);
+		r = bpf_link__pin(link, path);
+		bpf_link__destroy(link);   /* the pin keeps it attached */
+		if (r) {
+			snprintf(err, errlen, "pin %s: %s", path, strerror(-r));
+			return r;
+		}
+	}
+	return 0;
+}
+
+int sg_kernel_load(struct sg_kernel *k, const char *pin_dir, const char *cgroup,
+		   const struct sg_config *cfg, bool *adopted, char *err, size_t errlen)
+{
+	struct { const char *name; struct bpf_map *map; int *fd; } maps[6];
+	char path[PATH_MAX];
+	uint64_t cgid = 0;
+	int cgroup_fd = -1, r, fd;
+
+	kernel_init(k, pin_dir);
+	*adopted = false;
+	err[0] = '\0';
+	if ((r = ensure_bpffs(pin_dir, err, errlen)) || (r = lock_pin_dir(k, true, err, errlen)))
+		goto fail;
+	cgroup_fd = open_cgroup(cgroup, &cgid, err, errlen);
+	if (cgroup_fd < 0) {
+		r = cgroup_fd;
+		goto fail;
+	}
+	pin_path(path, sizeof(path), pin_dir, link_pins[0]);
+	fd = bpf_obj_get(path);
+	if (fd >= 0) {
+		uint64_t have = link_cgroup(fd);
+
+		close(fd);
+		if (have != cgid) {
+			char other[PATH_MAX];
+
+			sg_cgroup_path(have, other, sizeof(other));
+			snprintf(err, errlen, "pin dir %s: already governs cgroup %s; run `smtpgov unload` first",
+				 pin_dir, other[0] ? other : "(another one)");
+			r = -EBUSY;
+			goto fail;
+		}
+		*adopted = true;
+	}
+
+	k->skel = smtpgov_bpf__open();
+	if (!k->skel) {
+		r = -errno;
+		snprintf(err, errlen, "open the BPF object: %s", strerror(-r));
+		goto fail;
+	}
+	maps[0] = (typeof(maps[0])){ "groups", k->skel->maps.groups, &k->groups_fd };
+	maps[1] = (typeof(maps[0])){ "settings", k->skel->maps.settings, &k->settings_fd };
+	maps[2] = (typeof(maps[0])){ "ranges4", k->skel->maps.ranges4, &k->ranges4_fd };
+	maps[3] = (typeof(maps[0])){ "ranges6", k->skel->maps.ranges6, &k->ranges6_fd };
+	maps[4] = (typeof(maps[0])){ "socks", k->skel->maps.socks, &k->socks_fd };
+	maps[5] = (typeof(maps[0])){ "events", k->skel->maps.events, &k->events_fd };
+	for (size_t i = 0; i < 6; i++) {
+		pin_path(path, sizeof(path), pin_dir, maps[i].name);
+		if ((r = bpf_map__set_pin_path(maps[i].map, path))) {
+			snprintf(err, errlen, "pin path %s: %s", path, strerror(-r));
+			goto fail;
+		}
+	}
+	r = smtpgov_bpf__load(k->skel);
+	if (r) {
+		snprintf(err, errlen, "load the BPF programs: %s (-v shows libbpf's log; maps pinned in %s "
+			 "by another smtpgov version need `smtpgov unload`)", strerror(-r), pin_dir);
+		goto fail;
+	}
+	for (size_t i = 0; i < 6; i++)
+		*maps[i].fd = bpf_map__fd(maps[i].map);
+	if ((r = map_groups(k))) {
+		snprintf(err, errlen, "mmap the groups map: %s", strerror(-r));
+		goto fail;
+	}
+	if ((r = sg_kernel_sync(k, cfg))) {
+		snprintf(err, errlen, "fill the maps: %s", strerror(-r));
+		goto fail;
+	}
+	if (!*adopted && (r = attach(k, cgroup_fd, err, errlen)))
+		goto fail;
+	k->cgroup_id = cgid;
+	close(cgroup_fd);
+	return 0;
+fail:
+	if (cgroup_fd >= 0)
+		close(cgroup_fd);
+	if (k->skel && !*adopted) {
+		/* Leave nothing half-made behind. */
+		int lock = k->lock_fd;
+
+		k->lock_fd = -1;
+		sg_kernel_close(k);
+		k->lock_fd = lock;
+		for (size_t i = 0; i < NLINKS; i++) {
+			pin_path(path, sizeof(path), pin_dir, link_pins[i]);
+			unlink(path);
+		}
+		for (size_t i = 0; i < 6; i++) {
+			pin_path(path, sizeof(path), pin_dir, maps[i].name);
+			unlink(path);
+		}
+		rmdir(pin_dir);
+	}
+	sg_kernel_close(k);
+	return r;
+}
+
+int sg_kernel_group(const struct sg_kernel *k, const char *name)
+{
+	for (int i = 0; i < SG_MAX_GROUPS; i++)
+		if (k->groups[i].name[0] && !strncmp(k->groups[i].name, name, SG_NAME_LEN))
+			return i;
+	return -1;
+}
+
+void sg_kernel_set_cap(struct sg_kernel *k, int slot, uint32_t cap)
+{
+	__atomic_store_n(&k->groups[slot].cap, cap, __ATOMIC_RELEASE);
+}
+
+static int free_slot(const struct sg_kernel *k, const bool taken[SG_MAX_GROUPS])
+{
+	for (int i = 0; i < SG_MAX_GROUPS; i++)
+		if (!taken[i] && !k->groups[i].name[0])
+			return i;
+	for (int i = 0; i < SG_MAX_GROUPS; i++)
+		if (!taken[i] && !(k->groups[i].flags & SG_GROUP_ACTIVE) &&
+		    __atomic_load_n(&k->groups[i].live, __ATOMIC_RELAXED) <= 0)
+			return i;
+	return -1;
+}
+
+static void lpm_key(const struct sg_cidr *c, void *key)
+{
+	if (c->family == 4) {
+		struct sg_lpm4 *k4 = key;
+
+		k4->prefixlen = c->prefix;
+		memcpy(k4->addr, c->addr, 4);
+	} else {
+		struct sg_lpm6 *k6 = key;
+
+		k6->prefixlen = c->prefix;
+		memcpy(k6->addr, c->addr, 16);
+	}
+}
+
+static bool wanted(const struct sg_config *cfg, int family, const void *key)
+{
+	struct sg_cidr c = { .family = (uint8_t)family };
+	size_t lo = 0, hi = cfg->ranges.n;
+
+	if (family == 4) {
+		c.prefix = (uint8_t)((const struct sg_lpm4 *)key)->prefixlen;
+		memcpy(c.addr, ((const struct sg_lpm4 *)key)->addr, 4);
+	} else {
+		c.prefix = (uint8_t)((const struct sg_lpm6 *)key)->prefixlen;
+		memcpy(c.addr, ((const struct sg_lpm6 *)key)->addr, 16);
+	}
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int cmp = sg_cidr_cmp(&cfg->ranges.v[mid].cidr, &c);
+
+		if (!cmp)
+			return true;
+		if (cmp < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return false;
+}
+
+/* Delete the prefixes of one trie that the config no longer has. */
+static int prune(int fd, int family, const struct sg_config *cfg)
+{
+	size_t ksz = family == 4 ? sizeof(struct sg_lpm4) : sizeof(struct sg_lpm6);
+	size_t max = family == 4 ? SG_MAX_RANGES4 : SG_MAX_RANGES6, n = 0;
+	char *keys = malloc(ksz * max), *prev = NULL;
+	int r = 0;
+
+	if (!keys)
+		return -ENOMEM;
+	while (n < max && !bpf_map_get_next_key(fd, prev, keys + n * ksz)) {
+		prev = keys + n * ksz;
+		n++;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (!wanted(cfg, family, keys + i * ksz) && bpf_map_delete_elem(fd, keys + i * ksz) &&
+		    errno != ENOENT)
+			r = -errno;
+	free(keys);
+	return r;
+}
+
+int sg_kernel_sync(struct sg_kernel *k, const struct sg_config *cfg)
+{
+	bool taken[SG_MAX_GROUPS] = { false };
+	int slot_of[SG_MAX_GROUPS];
+	struct sg_settings s = { 0 };
+	__u32 zero = 0;
+
+	for (unsigned i = 0; i < cfg->ngroups; i++) {
+		const struct sg_group_conf *c = &cfg->groups[i];
+		int slot = sg_kernel_group(k, c->name);
+		struct sg_group *g;
+		uint32_t cap;
+
+		if (slot < 0) {
+			slot = free_slot(k, taken);
+			if (slot < 0)
+				return -E2BIG;
+			g = &k->groups[slot];
+			/* A new or recycled slot: no socket is tagged with it
+			 * for this group, and no range points to it yet. */
+			__atomic_store_n(&g->flags, 0, __ATOMIC_RELEASE);
+			memset(g->name, 0, sizeof(g->name));
+			memcpy(g->name, c->name, strlen(c->name));
+			__atomic_store_n(&g->admitted, 0, __ATOMIC_RELAXED);
+			__atomic_store_n(&g->refused, 0, __ATOMIC_RELAXED);
+			__atomic_store_n(&g->events_dropped, 0, __ATOMIC_RELAXED);
+			__atomic_store_n(&g->live, 0, __ATOMIC_RELAXED);
+			cap = c->cap;
+		} else {
+			/* Adopted: keep what was enforced or learned, within bounds
+			 * (0 is a pause and stays). */
+			g = &k->groups[slot];
+			cap = __atomic_load_n(&g->cap, __ATOMIC_RELAXED);
+			if (cap > c->max_cap)
+				cap = c->max_cap;
+			else if (cap && cap < c->min_cap)
+				cap = c->min_cap;
+			if (!(g->flags & SG_GROUP_ACTIVE))
+				cap = c->cap;
+		}
+		taken[slot] = true;
+		slot_of[i] = slot;
+		__atomic_store_n(&g->min_cap, c->min_cap, __ATOMIC_RELAXED);
+		__atomic_store_n(&g->max_cap, c->max_cap, __ATOMIC_RELAXED);
+		__atomic_store_n(&g->verdict, c->verdict, __ATOMIC_RELAXED);
+		__atomic_store_n(&g->cap, cap, __ATOMIC_RELEASE);
+		__atomic_store_n(&g->flags, SG_GROUP_ACTIVE, __ATOMIC_RELEASE);
+	}
+	for (int i = 0; i < SG_MAX_GROUPS; i++)
+		if (!taken[i])
+			__atomic_and_fetch(&k->groups[i].flags, ~(__u32)SG_GROUP_ACTIVE, __ATOMIC_RELEASE);
+
+	memcpy(s.ports, cfg->ports, sizeof(s.ports));
+	s.nports = cfg->nports;
+	s.mode = cfg->mode;
+	s.event_interval_ns = SG_EVENT_INTERVAL_NS;
+	if (bpf_map_update_elem(k->settings_fd, &zero, &s, BPF_ANY))
+		return -errno;
+
+	for (size_t i = 0; i < cfg->ranges.n; i++) {
+		const struct sg_range *rg = &cfg->ranges.v[i];
+		union { struct sg_lpm4 k4; struct sg_lpm6 k6; } key;
+		__u32 slot = (__u32)slot_of[rg->group];
+		int fd = rg->cidr.family == 4 ? k->ranges4_fd : k->ranges6_fd;
+
+		memset(&key, 0, sizeof(key));
+		lpm_key(&rg->cidr, &key);
+		if (bpf_map_update_elem(fd, &key, &slot, BPF_ANY))
+			return -errno;
+	}
+	int r = prune(k->ranges4_fd, 4, cfg);
+	return r ? r : prune(k->ranges6_fd, 6, cfg);
+}
+
+int sg_kernel_settings(const struct sg_kernel *k, struct sg_settings *s)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(k->settings_fd, &zero, s) ? -errno : 0;
+}
+
+int sg_kernel_count_ranges(const struct sg_kernel *k, uint32_t n4[SG_MAX_GROUPS],
+			   uint32_t n6[SG_MAX_GROUPS])
+{
+	union { struct sg_lpm4 k4; struct sg_lpm6 k6; } cur, next;
+	struct { int fd; uint32_t *n; } tries[] = { { k->ranges4_fd, n4 }, { k->ranges6_fd, n6 } };
+
+	memset(n4, 0, sizeof(uint32_t) * SG_MAX_GROUPS);
+	memset(n6, 0, sizeof(uint32_t) * SG_MAX_GROUPS);
+	for (size_t t = 0; t < 2; t++) {
+		void *prev = NULL;
+		__u32 slot;
+
+		while (!bpf_map_get_next_key(tries[t].fd, prev, &next)) {
+			if (!bpf_map_lookup_elem(tries[t].fd, &next, &slot) && slot < SG_MAX_GROUPS)
+				tries[t].n[slot]++;
+			cur = next;
+			prev = &cur;
+		}
+	}
+	return 0;
+}
+
+int sg_kernel_lookup(const struct sg_kernel *k, const struct sg_cidr *addr)
+{
+	union { struct sg_lpm4 k4; struct sg_lpm6 k6; } key;
+	__u32 slot;
+
+	memset(&key, 0, sizeof(key));
+	lpm_key(addr, &key);
+	if (bpf_map_lookup_elem(addr->family == 4 ? k->ranges4_fd : k->ranges6_fd, &key, &slot))
+		return -1;
+	return (int)slot;
+}
+
+static int recount(struct sg_kernel *k, int32_t counts[SG_MAX_GROUPS])
+{
+	union bpf_iter_link_info linfo = { .map = { .map_fd = (__u32)k->socks_fd } };
+	LIBBPF_OPTS(bpf_iter_attach_opts, opts, .link_info = &linfo, .link_info_len = sizeof(linfo));
+	struct bpf_link *link;
+	__u32 buf[256];
+	ssize_t n;
+	int fd, r = 0;
+
+	memset(counts, 0, sizeof(int32_t) * SG_MAX_GROUPS);
+	link = bpf_program__attach_iter(k->skel->progs.sg_recount, &opts);
+	if (!link)
+		return -errno;
+	fd = bpf_iter_create(bpf_link__fd(link));
+	if (fd < 0) {
+		r = -errno;
+		goto out;
+	}
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		for (size_t i = 0; i < (size_t)n / sizeof(buf[0]); i++)
+			if (buf[i] < SG_MAX_GROUPS)
+				counts[buf[i]]++;
+	if (n < 0)
+		r = -errno;
+	close(fd);
+out:
+	bpf_link__destroy(link);
+	return r;
+}
+
+int sg_kernel_recount(struct sg_kernel *k)
+{
+	int32_t live[SG_MAX_GROUPS], counts[SG_MAX_GROUPS];
+	uint64_t admitted[SG_MAX_GROUPS];
+	int repaired = 0, r;
+
+	for (int i = 0; i < SG_MAX_GROUPS; i++) {
+		live[i] = __atomic_load_n(&k->groups[i].live, __ATOMIC_ACQUIRE);
+		admitted[i] = __atomic_load_n(&k->groups[i].admitted, __ATOMIC_ACQUIRE);
+	}
+	if ((r = recount(k, counts)))
+		return r;
+	for (int i = 0; i < SG_MAX_GROUPS; i++) {
+		struct sg_group *g = &k->groups[i];
+
+		/* Only where nothing connected or closed while we counted. */
+		if (counts[i] == live[i] ||
+		    __atomic_load_n(&g->live, __ATOMIC_ACQUIRE) != live[i] ||
+		    __atomic_load_n(&g->admitted, __ATOMIC_ACQUIRE) != admitted[i])
+			continue;
+		__atomic_fetch_add(&g->live, counts[i] - live[i], __ATOMIC_ACQ_REL);
+		pr_warn("group %.*s: live count drifted to %d, %d sockets hold a slot: repaired",
+			SG_NAME_LEN, g->name, live[i], counts[i]);
+		repaired++;
+	}
+	return repaired;
+}
+
+int sg_kernel_unload(const char *pin_dir, char *err, size_t errlen)
+{
+	struct sg_kernel k;
+	char path[PATH_MAX];
+	struct dirent *de;
+	DIR *dir;
+	int r;
+
+	kernel_init(&k, pin_dir);
+	err[0] = '\0';
+	if ((r = lock_pin_dir(&k, false, err, errlen))) {
+		if (r == -ENOENT)
+			snprintf(err, errlen, "nothing to unload: no pins in %s", pin_dir);
+		return r;
+	}
+	/* Detach first, so no program runs while the maps go away. */
+	for (size_t i = 0; i < NLINKS; i++) {
+		int fd;
+
+		pin_path(path, sizeof(path), pin_dir, link_pins[i]);
+		fd = bpf_obj_get(path);
+		if (fd < 0)
+			continue;
+		if (bpf_link_detach(fd))
+			pr_warn("detach %s: %s", path, strerror(errno));
+		close(fd);
+	}
+	dir = fdopendir(dup(k.lock_fd));
+	if (!dir) {
+		r = -errno;
+		snprintf(err, errlen, "pin dir %s: %s", pin_dir, strerror(errno));
+		goto out;
+	}
+	while ((de = readdir(dir)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
+			pin_path(path, sizeof(path), pin_dir, de->d_name);
+			if (unlink(path) && !r) {
+				r = -errno;
+				snprintf(err, errlen, "unpin %s: %s", path, strerror(errno));
+			}
+		}
+	closedir(dir);
+	if (!r && rmdir(pin_dir)) {
+		r = -errno;
+		snprintf(err, errlen, "pin dir %s: %s", pin_dir, strerror(errno));
+	}
+out:
+	sg_kernel_close(&k);
+	return r;
+}

@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause */
+/*
+ * The kernel half seen from userspace: load the BPF object, pin its maps
+ * and cgroup links under a pin directory, adopt an instance that is already
+ * pinned, keep the maps in step with the config, unload.
+ */
+#ifndef SG_KERNEL_H
+#define SG_KERNEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <limits.h>
+#include "smtpgov.h"
+#include "config.h"
+
+#define SG_DEFAULT_PIN_DIR "/sys/fs/bpf/smtpgov"
+
+struct smtpgov_bpf;
+
+struct sg_kernel {
+	char pin_dir[PATH_MAX];
+	int lock_fd;                 /* flock'ed pin dir, -1 if not held */
+	int groups_fd, settings_fd, ranges4_fd, ranges6_fd, socks_fd, events_fd;
+	struct sg_group *groups;     /* mmap of `groups`, SG_MAX_GROUPS entries */
+	size_t groups_len;
+	struct smtpgov_bpf *skel;    /* set by sg_kernel_load only */
+	uint64_t cgroup_id;          /* cgroup the links are attached to, 0 if unknown */
+};
+
+/* Open the pinned maps (status, set, lookup...). -ENOENT: nothing loaded. */
+int sg_kernel_open(struct sg_kernel *k, const char *pin_dir);
+
+/*
+ * Attach to the cgroup and pin, or adopt the pinned instance on the same
+ * cgroup without touching live counts; then bring groups, ranges and
+ * settings in line with cfg. Holds the pin dir lock until sg_kernel_close.
+ * On error, err holds one line naming the object that failed.
+ */
+int sg_kernel_load(struct sg_kernel *k, const char *pin_dir, const char *cgroup,
+		   const struct sg_config *cfg, bool *adopted, char *err, size_t errlen);
+
+/* Groups, caps bounds, ranges and settings from cfg (live counts kept). */
+int sg_kernel_sync(struct sg_kernel *k, const struct sg_config *cfg);
+
+/* Detach every program and remove every pin. -ENOENT if nothing pinned. */
+int sg_kernel_unload(const char *pin_dir, char *err, size_t errlen);
+
+void sg_kernel_close(struct sg_kernel *k);
+
+/* Slot of a group by name in the kernel map, or -1. */
+int sg_kernel_group(const struct sg_kernel *k, const char *name);
+
+/* Write a group's cap (one field, the counters are not touched). */
+void sg_kernel_set_cap(struct sg_kernel *k, int slot, uint32_t cap);
+
+/* Prefixes per slot in the kernel's tries. */
+int sg_kernel_count_ranges(const struct sg_kernel *k, uint32_t n4[SG_MAX_GROUPS],
+			   uint32_t n6[SG_MAX_GROUPS]);
+
+/* Group slot of an address by the kernel's tries, or -1. */
+int sg_kernel_lookup(const struct sg_kernel *k, const struct sg_cidr *addr);
+
+int sg_kernel_settings(const struct sg_kernel *k, struct sg_settings *s);
+
+/*
+ * Count the sockets that hold a slot (iterator over the socket tags) and
+ * repair groups[].live where it drifted while nothing else changed. Needs
+ * sg_kernel_load. Returns the number of groups repaired.
+ */
+int sg_kernel_recount(struct sg_kernel *k);
+
+/* cgroup2 mount point, "" if none. */
+const char *sg_cgroup2_root(void);
+
+/* Path of a cgroup by id under the cgroup2 mount, or "" if not found. */
+void sg_cgroup_path(uint64_t id, char *buf, size_t len);
+
+#endif

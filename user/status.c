@@ -1,0 +1,195 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause
+/* `smtpgov status` and `smtpgov events` output (see status.h). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+#include <bpf/libbpf.h>
+#include "config.h"
+#include "json.h"
+#include "log.h"
+#include "loop.h"
+#include "status.h"
+
+static bool shown(const struct sg_group *g)
+{
+	return (g->flags & SG_GROUP_ACTIVE) || g->live != 0;
+}
+
+static void group_name(const struct sg_group *g, char buf[SG_NAME_LEN + 1])
+{
+	memcpy(buf, g->name, SG_NAME_LEN);
+	buf[SG_NAME_LEN] = '\0';
+}
+
+int sg_status_print(FILE *fp, struct sg_kernel *k, bool json)
+{
+	uint32_t n4[SG_MAX_GROUPS], n6[SG_MAX_GROUPS];
+	char cgroup[PATH_MAX], name[SG_NAME_LEN + 1];
+	struct sg_settings s;
+	bool first = true;
+	int r;
+
+	if ((r = sg_kernel_settings(k, &s)))
+		return r;
+	sg_kernel_count_ranges(k, n4, n6);
+	sg_cgroup_path(k->cgroup_id, cgroup, sizeof(cgroup));
+
+	if (json) {
+		fprintf(fp, "{\"mode\":\"%s\",\"ports\":[", sg_mode_name(s.mode));
+		for (unsigned i = 0; i < s.nports && i < SG_MAX_PORTS; i++)
+			fprintf(fp, "%s%u", i ? "," : "", s.ports[i]);
+		fputs("],\"cgroup\":", fp);
+		sg_json_str(fp, cgroup[0] ? cgroup : NULL);
+		fputs(",\"pin_dir\":", fp);
+		sg_json_str(fp, k->pin_dir);
+		fputs(",\"groups\":[", fp);
+	} else {
+		fprintf(fp, "mode %s, ports", sg_mode_name(s.mode));
+		for (unsigned i = 0; i < s.nports && i < SG_MAX_PORTS; i++)
+			fprintf(fp, "%s%u", i ? "," : " ", s.ports[i]);
+		fprintf(fp, ", cgroup %s, pins %s\n", cgroup[0] ? cgroup : "(unknown)", k->pin_dir);
+		fprintf(fp, "%-16s %5s %5s %5s %5s %5s %5s %10s %10s  %s\n", "GROUP", "V4", "V6",
+			"LIVE", "CAP", "MIN", "MAX", "ADMITTED", "REFUSED", "VERDICT");
+	}
+	for (int i = 0; i < SG_MAX_GROUPS; i++) {
+		const struct sg_group *g = &k->groups[i];
+		int32_t live = __atomic_load_n(&g->live, __ATOMIC_RELAXED);
+		bool active = g->flags & SG_GROUP_ACTIVE;
+
+		if (!shown(g))
+			continue;
+		group_name(g, name);
+		if (json) {
+			fprintf(fp, "%s{\"name\":", first ? "" : ",");
+			sg_json_str(fp, name);
+			fprintf(fp, ",\"active\":%s,\"cap\":%u,\"min_cap\":%u,\"max_cap\":%u,\"live\":%d,"
+				"\"admitted\":%llu,\"refused\":%llu,\"ranges4\":%u,\"ranges6\":%u,"
+				"\"verdict\":\"%s\",\"events_dropped\":%llu}",
+				active ? "true" : "false", g->cap, g->min_cap, g->max_cap, live,
+				(unsigned long long)g->admitted, (unsigned long long)g->refused,
+				n4[i], n6[i], sg_verdict_name(g->verdict),
+				(unsigned long long)g->events_dropped);
+		} else {
+			fprintf(fp, "%-16s %5u %5u %5d %5u %5u %5u %10llu %10llu  %s%s\n", name, n4[i],
+				n6[i], live, g->cap, g->min_cap, g->max_cap,
+				(unsigned long long)g->admitted, (unsigned long long)g->refused,
+				sg_verdict_name(g->verdict), active ? "" : " (removed from config)");
+		}
+		first = false;
+	}
+	if (json)
+		fputs("]}\n", fp);
+	return 0;
+}
+
+struct stream {
+	FILE *fp;
+	struct sg_kernel *k;
+	bool json;
+	struct sg_loop loop;
+	int sig_fd;
+	struct ring_buffer *rb;
+};
+
+static int on_event(void *ctx, void *data, size_t len)
+{
+	struct stream *st = ctx;
+	const struct sg_event *e = data;
+	char addr[INET6_ADDRSTRLEN], when[64], name[SG_NAME_LEN + 1] = "?", comm[17];
+	struct timespec mono, real;
+	const char *kind = e->kind == SG_EV_REFUSED ? "refused" : "would-refuse";
+	int64_t ns;
+	time_t secs;
+	struct tm tm;
+
+	if (len < sizeof(*e))
+		return 0;
+	clock_gettime(CLOCK_MONOTONIC, &mono);
+	clock_gettime(CLOCK_REALTIME, &real);
+	ns = (int64_t)real.tv_sec * 1000000000 + real.tv_nsec -
+	     ((int64_t)mono.tv_sec * 1000000000 + mono.tv_nsec - (int64_t)e->ts_ns);
+	secs = (time_t)(ns / 1000000000);
+	gmtime_r(&secs, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+	if (!memcmp(e->addr, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12))
+		inet_ntop(AF_INET, e->addr + 12, addr, sizeof(addr));
+	else
+		inet_ntop(AF_INET6, e->addr, addr, sizeof(addr));
+	if (e->group < SG_MAX_GROUPS)
+		group_name(&st->k->groups[e->group], name);
+	memcpy(comm, e->comm, 16);
+	comm[16] = '\0';
+	if (st->json) {
+		fprintf(st->fp, "{\"time\":\"%s.%03dZ\",\"event\":\"%s\",\"pid\":%u,\"comm\":", when,
+			(int)(ns % 1000000000 / 1000000), kind, e->pid);
+		sg_json_str(st->fp, comm);
+		fprintf(st->fp, ",\"ip\":\"%s\",\"port\":%u,\"group\":", addr, e->port);
+		sg_json_str(st->fp, name);
+		fprintf(st->fp, ",\"live\":%u,\"cap\":%u}\n", e->live, e->cap);
+	} else {
+		fprintf(st->fp, "%s.%03dZ %s pid=%u comm=%s dst=%s%s%s:%u group=%s live=%u cap=%u\n",
+			when, (int)(ns % 1000000000 / 1000000), kind, e->pid, comm,
+			strchr(addr, ':') ? "[" : "", addr, strchr(addr, ':') ? "]" : "", e->port, name,
+			e->live, e->cap);
+	}
+	fflush(st->fp);
+	return 0;
+}
+
+static int on_ring(void *arg, uint32_t events)
+{
+	struct stream *st = arg;
+
+	(void)events;
+	return ring_buffer__consume(st->rb) < 0 ? -EIO : 0;
+}
+
+static int on_stop(void *arg, uint32_t events)
+{
+	struct stream *st = arg;
+	struct signalfd_siginfo si;
+
+	(void)events;
+	if (read(st->sig_fd, &si, sizeof(si)) > 0)
+		sg_loop_stop(&st->loop);
+	return 0;
+}
+
+int sg_events_stream(FILE *fp, struct sg_kernel *k, bool json)
+{
+	struct stream st = { .fp = fp, .k = k, .json = json, .sig_fd = -1 };
+	sigset_t mask;
+	int r;
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	if ((r = sg_loop_init(&st.loop)))
+		return r;
+	st.rb = ring_buffer__new(k->events_fd, on_event, &st, NULL);
+	if (!st.rb) {
+		r = -errno;
+		goto out;
+	}
+	st.sig_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (st.sig_fd < 0) {
+		r = -errno;
+		goto out;
+	}
+	if ((r = sg_loop_add(&st.loop, ring_buffer__epoll_fd(st.rb), EPOLLIN, on_ring, &st)) ||
+	    (r = sg_loop_add(&st.loop, st.sig_fd, EPOLLIN, on_stop, &st)))
+		goto out;
+	r = sg_loop_run(&st.loop);
+out:
+	if (st.sig_fd >= 0)
+		close(st.sig_fd);
+	ring_buffer__free(st.rb);
+	sg_loop_close(&st.loop);
+	return r;
+}
