@@ -3,8 +3,8 @@
  * smtpgov kernel half: cap live SMTP connections per destination range.
  *
  * cgroup/connect4 and cgroup/connect6 reserve a slot in the destination's
- * group (or refuse the connect), cgroup/sock_release gives it back, and an
- * iterator over the socket tags lets the daemon recount live sockets and
+ * group (or refuse the connect), cgroup/sock_release gives it back. The
+ * daemon recounts the tagged sockets through sock_diag (user/recount.c) to
  * repair drift. The semantics and the map layout are in include/smtpgov.h.
  */
 #include "vmlinux.h"
@@ -238,21 +238,4 @@ int sg_release(struct bpf_sock *sk)
 	if (tag && (tag->flags & SG_SOCK_COUNTED))
 		release_tag(tag);
 	return ALLOW;
-}
-
-/*
- * Recount: one __u32 (the group index) per socket that holds a slot, read
- * by the daemon to repair drift in groups[].live.
- */
-SEC("iter/bpf_sk_storage_map")
-int sg_recount(struct bpf_iter__bpf_sk_storage_map *ctx)
-{
-	struct sg_sock *tag = ctx->value;
-	__u32 gid;
-
-	if (!tag || !ctx->sk || !(tag->flags & SG_SOCK_COUNTED))
-		return 0;
-	gid = tag->group;
-	bpf_seq_write(ctx->meta->seq, &gid, sizeof(gid));
-	return 0;
 }

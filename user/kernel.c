@@ -358,6 +358,8 @@ int sg_kernel_load(struct sg_kernel *k, const char *pin_dir, const char *cgroup,
 	if (!*adopted && (r = attach(k, cgroup_fd, err, errlen)))
 		goto fail;
 	k->cgroup_id = cgid;
+	if (!realpath(cgroup, k->cgroup_path))
+		k->cgroup_path[0] = '\0';
 	close(cgroup_fd);
 	return 0;
 fail:
@@ -585,64 +587,6 @@ int sg_kernel_lookup(const struct sg_kernel *k, const struct sg_cidr *addr)
 	if (bpf_map_lookup_elem(addr->family == 4 ? k->ranges4_fd : k->ranges6_fd, &key, &slot))
 		return -1;
 	return (int)slot;
-}
-
-static int recount(struct sg_kernel *k, int32_t counts[SG_MAX_GROUPS])
-{
-	union bpf_iter_link_info linfo = { .map = { .map_fd = (__u32)k->socks_fd } };
-	LIBBPF_OPTS(bpf_iter_attach_opts, opts, .link_info = &linfo, .link_info_len = sizeof(linfo));
-	struct bpf_link *link;
-	__u32 buf[256];
-	ssize_t n;
-	int fd, r = 0;
-
-	memset(counts, 0, sizeof(int32_t) * SG_MAX_GROUPS);
-	link = bpf_program__attach_iter(k->skel->progs.sg_recount, &opts);
-	if (!link)
-		return -errno;
-	fd = bpf_iter_create(bpf_link__fd(link));
-	if (fd < 0) {
-		r = -errno;
-		goto out;
-	}
-	while ((n = read(fd, buf, sizeof(buf))) > 0)
-		for (size_t i = 0; i < (size_t)n / sizeof(buf[0]); i++)
-			if (buf[i] < SG_MAX_GROUPS)
-				counts[buf[i]]++;
-	if (n < 0)
-		r = -errno;
-	close(fd);
-out:
-	bpf_link__destroy(link);
-	return r;
-}
-
-int sg_kernel_recount(struct sg_kernel *k)
-{
-	int32_t live[SG_MAX_GROUPS], counts[SG_MAX_GROUPS];
-	uint64_t admitted[SG_MAX_GROUPS];
-	int repaired = 0, r;
-
-	for (int i = 0; i < SG_MAX_GROUPS; i++) {
-		live[i] = __atomic_load_n(&k->groups[i].live, __ATOMIC_ACQUIRE);
-		admitted[i] = __atomic_load_n(&k->groups[i].admitted, __ATOMIC_ACQUIRE);
-	}
-	if ((r = recount(k, counts)))
-		return r;
-	for (int i = 0; i < SG_MAX_GROUPS; i++) {
-		struct sg_group *g = &k->groups[i];
-
-		/* Only where nothing connected or closed while we counted. */
-		if (counts[i] == live[i] ||
-		    __atomic_load_n(&g->live, __ATOMIC_ACQUIRE) != live[i] ||
-		    __atomic_load_n(&g->admitted, __ATOMIC_ACQUIRE) != admitted[i])
-			continue;
-		__atomic_fetch_add(&g->live, counts[i] - live[i], __ATOMIC_ACQ_REL);
-		pr_warn("group %.*s: live count drifted to %d, %d sockets hold a slot: repaired",
-			SG_NAME_LEN, g->name, live[i], counts[i]);
-		repaired++;
-	}
-	return repaired;
 }
 
 int sg_kernel_unload(const char *pin_dir, char *err, size_t errlen)

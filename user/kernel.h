@@ -25,6 +25,7 @@ struct sg_kernel {
 	size_t groups_len;
 	struct smtpgov_bpf *skel;    /* set by sg_kernel_load only */
 	uint64_t cgroup_id;          /* cgroup the links are attached to, 0 if unknown */
+	char cgroup_path[PATH_MAX];  /* set by sg_kernel_load */
 };
 
 /* Open the pinned maps (status, set, lookup...). -ENOENT: nothing loaded. */
@@ -63,9 +64,10 @@ int sg_kernel_lookup(const struct sg_kernel *k, const struct sg_cidr *addr);
 int sg_kernel_settings(const struct sg_kernel *k, struct sg_settings *s);
 
 /*
- * Count the sockets that hold a slot (iterator over the socket tags) and
- * repair groups[].live where it drifted while nothing else changed. Needs
- * sg_kernel_load. Returns the number of groups repaired.
+ * Count the sockets that hold a slot (sock_diag over the socket tags, in
+ * every network namespace of the governed cgroup) and repair groups[].live
+ * where it drifted while nothing else changed. Needs sg_kernel_load.
+ * Returns the number of groups repaired (recount.c).
  */
 int sg_kernel_recount(struct sg_kernel *k);
 
