@@ -11,7 +11,7 @@ ARCH     := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 
 CFLAGS   ?= -O2 -g
 WARN     := -Wall -Wextra -Werror
-CPPFLAGS := -Iinclude -I$(OUT) -D_GNU_SOURCE
+CPPFLAGS := -Iinclude -Iuser -Itests/lib -I$(OUT) -D_GNU_SOURCE
 # snprintf truncation is checked where it matters; the warning is noise here.
 USER_WARN := $(WARN) -Wno-format-truncation
 DEPFLAGS  = -MMD -MP

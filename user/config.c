@@ -487,20 +487,46 @@ static int handler(void *user, const char *section, const char *name, const char
 	return set_value(p, k, value) ? 0 : 1;
 }
 
-/* inih splits lines longer than its buffer silently: refuse them instead. */
-static int check_line_lengths(FILE *fp, char *err, size_t errlen, const char *path)
+static bool valid_section(const char *sec)
 {
-	unsigned line = 1;
-	size_t len = 0;
-	int c;
+	char kind[16], name[128], extra[2];
 
-	while ((c = getc(fp)) != EOF) {
-		if (c == '\n') {
-			line++;
-			len = 0;
-		} else if (++len >= INI_MAX_LINE - 1) {
+	if (!strcmp(sec, "global"))
+		return true;
+	return sscanf(sec, "%15s %127s %1s", kind, name, extra) == 2 &&
+	       (!strcmp(kind, "group") || !strcmp(kind, "rule")) && valid_name(name);
+}
+
+/*
+ * Before inih: refuse lines longer than its buffer (it would split them
+ * silently) and check every section header, also of sections without keys
+ * (inih never reports those).
+ */
+static int prescan(FILE *fp, char *err, size_t errlen, const char *path)
+{
+	char line[INI_MAX_LINE + 2];
+	unsigned lineno = 0;
+
+	while (fgets(line, sizeof(line), fp)) {
+		char *s = line, *end;
+
+		lineno++;
+		if (!strchr(line, '\n') && !feof(fp)) {
 			snprintf(err, errlen, "%s:%u: line longer than %d characters; "
-				 "continue a long value on indented lines", path, line, INI_MAX_LINE - 2);
+				 "continue a long value on indented lines", path, lineno, INI_MAX_LINE - 2);
+			return -EINVAL;
+		}
+		while (isspace((unsigned char)*s))
+			s++;
+		if (*s != '[')
+			continue;
+		end = strchr(s, ']');
+		if (end)
+			*end = '\0';
+		if (!end || !valid_section(s + 1)) {
+			snprintf(err, errlen, "%s:%u: bad section [%s]: want [global], [group NAME] or "
+				 "[rule NAME] (NAME: letters, digits, . _ -, at most %d characters)",
+				 path, lineno, s + 1, SG_NAME_LEN - 1);
 			return -EINVAL;
 		}
 	}
@@ -692,7 +718,7 @@ int sg_config_load(struct sg_config *cfg, const char *path, char *err, size_t er
 			snprintf(err, errlen, "config %s: %s", path, strerror(errno));
 			goto out;
 		}
-		r = check_line_lengths(fp, err, errlen, path);
+		r = prescan(fp, err, errlen, path);
 		if (!r) {
 			line = ini_parse_file(fp, handler, p);
 			if (line || err[0]) {

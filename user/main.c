@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -109,6 +110,16 @@ static int cmd_load(const struct cmd *c, const char *const *v, char **pos, int n
 	}
 	if (v[O_DRY_RUN])
 		cfg->mode = SG_MODE_DRY_RUN;
+	if (!v[O_NO_FOLLOW]) {
+		/* From here on SIGINT/SIGTERM stop the daemon cleanly (signalfd),
+		 * also when they arrive while it is still attaching. */
+		sigset_t mask;
+
+		sigemptyset(&mask);
+		sigaddset(&mask, SIGINT);
+		sigaddset(&mask, SIGTERM);
+		sigprocmask(SIG_BLOCK, &mask, NULL);
+	}
 	r = sg_kernel_load(&k, pin_dir, v[O_CGROUP], cfg, &adopted, err, sizeof(err));
 	if (r) {
 		pr_err("%s", err);
@@ -311,9 +322,9 @@ static int run_cmd(const struct cmd *c, int argc, char **argv)
 					    NULL, 256 + n };
 	lopts[n] = (struct option){ "help", no_argument, NULL, 'h' };
 	lopts[n + 1] = (struct option){ 0 };
-	optind = 1;
+	optind = 0;     /* 0, not 1: glibc forgets the "+" of the global parse */
 	opterr = 0;
-	while ((ch = getopt_long(argc, argv, "+:h", lopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, ":h", lopts, NULL)) != -1) {
 		if (ch == 'h') {
 			cmd_help(stdout, c);
 			return 0;

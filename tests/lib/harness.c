@@ -1,0 +1,366 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause
+/* Root test harness (see harness.h). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "harness.h"
+
+/* Listeners still running when a test fails are stopped by env_teardown. */
+static struct listener *running[16];
+void listener_stop(struct listener *l);
+
+static void track(struct listener *l, bool on)
+{
+	for (int i = 0; i < 16; i++)
+		if (on ? !running[i] : running[i] == l) {
+			running[i] = on ? l : NULL;
+			return;
+		}
+}
+
+
+const char *smtpgov_bin(void)
+{
+	const char *b = getenv("SMTPGOV_BIN");
+
+	return b && *b ? b : "build/smtpgov";
+}
+
+static int write_file(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = write(fd, text, strlen(text));
+	close(fd);
+	return n == (ssize_t)strlen(text) ? 0 : -EIO;
+}
+
+int env_setup(struct env *e)
+{
+	static int seq;
+
+	memset(e, 0, sizeof(*e));
+	if (!sg_cgroup2_root()[0])
+		return -ENOENT;
+	snprintf(e->name, sizeof(e->name), "smtpgov-test-%d-%d", getpid(), ++seq);
+	snprintf(e->cgroup, sizeof(e->cgroup), "%s/%s", sg_cgroup2_root(), e->name);
+	snprintf(e->pin_dir, sizeof(e->pin_dir), "/sys/fs/bpf/%s", e->name);
+	snprintf(e->tmp, sizeof(e->tmp), "/tmp/%s", e->name);
+	snprintf(e->conf, sizeof(e->conf), "%s/smtpgov.conf", e->tmp);
+	if (mkdir(e->cgroup, 0755) || mkdir(e->tmp, 0700))
+		return -errno;
+	return 0;
+}
+
+void env_config(struct env *e, const char *text)
+{
+	write_file(e->conf, text);
+}
+
+int env_cli(struct env *e, char *out, size_t outlen, const char *fmt, ...)
+{
+	char args[2048], cmd[4096];
+	va_list ap;
+	FILE *p;
+	size_t n = 0;
+	int st;
+
+	va_start(ap, fmt);
+	vsnprintf(args, sizeof(args), fmt, ap);
+	va_end(ap);
+	snprintf(cmd, sizeof(cmd), "%s --pin-dir %s %s 2>&1", smtpgov_bin(), e->pin_dir, args);
+	p = popen(cmd, "r");
+	if (!p)
+		return -1;
+	if (out && outlen) {
+		n = fread(out, 1, outlen - 1, p);
+		out[n] = '\0';
+	} else {
+		char sink[4096];
+
+		while (fread(sink, 1, sizeof(sink), p) > 0)
+			;
+	}
+	st = pclose(p);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+int env_load(struct env *e, const char *extra)
+{
+	char out[4096];
+	int r = env_cli(e, out, sizeof(out), "load --cgroup %s --config %s --no-follow %s",
+			e->cgroup, e->conf, extra ? extra : "");
+
+	if (r) {
+		fprintf(stderr, "load failed (%d): %s\n", r, out);
+		return -1;
+	}
+	if (e->loaded)
+		sg_kernel_close(&e->k);
+	if (sg_kernel_open(&e->k, e->pin_dir))
+		return -1;
+	e->loaded = true;
+	return 0;
+}
+
+struct sg_group *env_group(struct env *e, const char *name)
+{
+	int slot = sg_kernel_group(&e->k, name);
+
+	return slot < 0 ? NULL : &e->k.groups[slot];
+}
+
+int env_join(const struct env *e)
+{
+	char path[PATH_MAX + 16], pid[32];
+
+	snprintf(path, sizeof(path), "%s/cgroup.procs", e->cgroup);
+	snprintf(pid, sizeof(pid), "%d", getpid());
+	return write_file(path, pid);
+}
+
+int env_enter_netns(const struct env *e)
+{
+	char path[128];
+	int fd, r;
+
+	snprintf(path, sizeof(path), "/var/run/netns/%s", e->netns);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	r = setns(fd, CLONE_NEWNET) ? -errno : 0;
+	close(fd);
+	return r;
+}
+
+int env_netns(struct env *e, const char *addr6)
+{
+	char cmd[512];
+
+	snprintf(e->netns, sizeof(e->netns), "%s", e->name);
+	snprintf(cmd, sizeof(cmd),
+		 "ip netns add %s && ip -n %s link set lo up && ip -n %s addr add %s/128 dev lo nodad",
+		 e->netns, e->netns, e->netns, addr6);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+pid_t env_spawn(struct env *e, int (*fn)(void *), void *arg)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		if (env_join(e) || (e->netns[0] && env_enter_netns(e)))
+			_exit(111);
+		_exit(fn(arg));
+	}
+	if (pid > 0 && e->nkids < 64)
+		e->kids[e->nkids++] = pid;
+	return pid;
+}
+
+int env_wait(struct env *e, pid_t pid)
+{
+	int st;
+
+	if (waitpid(pid, &st, 0) < 0)
+		return -1;
+	for (int i = 0; i < e->nkids; i++)
+		if (e->kids[i] == pid)
+			e->kids[i] = 0;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+void env_teardown(struct env *e)
+{
+	char err[256], path[PATH_MAX + 16], cmd[256];
+
+	for (int i = 0; i < e->nkids; i++)
+		if (e->kids[i] > 0) {
+			kill(e->kids[i], SIGKILL);
+			waitpid(e->kids[i], NULL, 0);
+		}
+	for (int i = 0; i < 16; i++)
+		if (running[i])
+			listener_stop(running[i]);
+	if (e->loaded)
+		sg_kernel_close(&e->k);
+	e->loaded = false;
+	sg_kernel_unload(e->pin_dir, err, sizeof(err));
+	if (e->netns[0]) {
+		snprintf(cmd, sizeof(cmd), "ip netns del %s 2>/dev/null", e->netns);
+		if (system(cmd))
+			fprintf(stderr, "teardown: could not delete netns %s\n", e->netns);
+	}
+	/* Children are gone; the cgroup may take a moment to empty. */
+	for (int i = 0; i < 100 && rmdir(e->cgroup) && errno == EBUSY; i++)
+		usleep(10000);
+	snprintf(path, sizeof(path), "%s", e->conf);
+	unlink(path);
+	rmdir(e->tmp);
+}
+
+/* --- listener --- */
+
+static void *listener_main(void *arg)
+{
+	struct listener *l = arg;
+	struct epoll_event ev, evs[64];
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+
+	ev.events = EPOLLIN;
+	ev.data.fd = l->fd;
+	epoll_ctl(ep, EPOLL_CTL_ADD, l->fd, &ev);
+	ev.data.fd = l->stop_pipe[0];
+	epoll_ctl(ep, EPOLL_CTL_ADD, l->stop_pipe[0], &ev);
+	for (;;) {
+		int n = epoll_wait(ep, evs, 64, -1);
+
+		for (int i = 0; i < n; i++) {
+			int fd = evs[i].data.fd;
+
+			if (fd == l->stop_pipe[0]) {
+				close(ep);
+				return NULL;
+			}
+			if (fd == l->fd) {
+				int c;
+
+				while ((c = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0) {
+					int cur = __atomic_add_fetch(&l->cur, 1, __ATOMIC_SEQ_CST);
+					int peak = __atomic_load_n(&l->peak, __ATOMIC_SEQ_CST);
+
+					while (cur > peak && !__atomic_compare_exchange_n(&l->peak, &peak, cur, false,
+						__ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+						;
+					__atomic_add_fetch(&l->accepted, 1, __ATOMIC_SEQ_CST);
+					ev.events = EPOLLIN;
+					ev.data.fd = c;
+					epoll_ctl(ep, EPOLL_CTL_ADD, c, &ev);
+				}
+				continue;
+			}
+			char b;
+			ssize_t r = read(fd, &b, 1);
+
+			if (r < 0 && errno == EAGAIN)
+				continue;
+			/* "b" (goodbye) or EOF: the session is over for us. */
+			__atomic_sub_fetch(&l->cur, 1, __ATOMIC_SEQ_CST);
+			if (r == 1 && write(fd, "k", 1) != 1) {
+				/* the client went away first: nothing to tell */
+			}
+			epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL);
+			close(fd);
+		}
+	}
+}
+
+int listener_start(struct listener *l, int family, const char *addr, int port)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int one = 1;
+
+	memset(l, 0, sizeof(*l));
+	memset(&ss, 0, sizeof(ss));
+	if (family == AF_INET) {
+		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+
+		a->sin_family = AF_INET;
+		a->sin_port = htons((uint16_t)port);
+		inet_pton(AF_INET, addr, &a->sin_addr);
+		len = sizeof(*a);
+	} else {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+
+		a->sin6_family = AF_INET6;
+		a->sin6_port = htons((uint16_t)port);
+		inet_pton(AF_INET6, addr, &a->sin6_addr);
+		len = sizeof(*a);
+	}
+	l->fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (l->fd < 0)
+		return -errno;
+	setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(l->fd, (struct sockaddr *)&ss, len) || listen(l->fd, 1024) || pipe2(l->stop_pipe, O_CLOEXEC)) {
+		int r = -errno;
+
+		close(l->fd);
+		return r;
+	}
+	if (pthread_create(&l->thread, NULL, listener_main, l)) {
+		close(l->fd);
+		return -EAGAIN;
+	}
+	track(l, true);
+	return 0;
+}
+
+void listener_stop(struct listener *l)
+{
+	track(l, false);
+	if (write(l->stop_pipe[1], "x", 1) == 1)
+		pthread_join(l->thread, NULL);
+	close(l->stop_pipe[0]);
+	close(l->stop_pipe[1]);
+	close(l->fd);
+}
+
+int tcp_connect(int family, const char *addr, int port)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int fd;
+
+	memset(&ss, 0, sizeof(ss));
+	if (family == AF_INET) {
+		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+
+		a->sin_family = AF_INET;
+		a->sin_port = htons((uint16_t)port);
+		if (inet_pton(AF_INET, addr, &a->sin_addr) != 1)
+			return -EINVAL;
+		len = sizeof(*a);
+	} else {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+
+		a->sin6_family = AF_INET6;
+		a->sin6_port = htons((uint16_t)port);
+		if (inet_pton(AF_INET6, addr, &a->sin6_addr) != 1)
+			return -EINVAL;
+		len = sizeof(*a);
+	}
+	fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&ss, len)) {
+		int r = -errno;
+
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+void tcp_bye(int fd)
+{
+	char k;
+
+	if (write(fd, "b", 1) == 1 && read(fd, &k, 1) != 1) {
+		/* the listener went away first: close anyway */
+	}
+	close(fd);
+}

@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause */
+/*
+ * Root test harness: each test gets its own cgroup v2 directory, bpffs pin
+ * directory and temp dir (unique names with "smtpgov-test"), loads smtpgov
+ * through the real CLI, and removes everything in teardown, also after a
+ * failed assertion. Also: a counting TCP listener and client helpers.
+ */
+#ifndef SG_HARNESS_H
+#define SG_HARNESS_H
+
+#include <limits.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include "kernel.h"
+
+#define TEST_PORT 2525
+
+struct env {
+	char name[64];              /* smtpgov-test-PID-N */
+	char cgroup[PATH_MAX];
+	char pin_dir[PATH_MAX];
+	char tmp[PATH_MAX];
+	char conf[PATH_MAX];
+	char netns[64];             /* "" unless env_netns was called */
+	struct sg_kernel k;         /* pinned maps, after env_load */
+	bool loaded;
+	pid_t kids[64];
+	int nkids;
+};
+
+/* Path of the smtpgov binary under test ($SMTPGOV_BIN or build/smtpgov). */
+const char *smtpgov_bin(void);
+
+int env_setup(struct env *e);
+void env_teardown(struct env *e);
+/* Write the config file. */
+void env_config(struct env *e, const char *text);
+/* Run `smtpgov --pin-dir DIR ARGS...` (ARGS a shell fragment); returns the exit
+ * status, output (stdout+stderr) in out if not NULL. */
+int env_cli(struct env *e, char *out, size_t outlen, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/* load --cgroup --config --no-follow [extra], then open the pinned maps. */
+int env_load(struct env *e, const char *extra);
+struct sg_group *env_group(struct env *e, const char *name);
+
+/* Fork a child that joins the env's cgroup (and netns, if set) and runs fn;
+ * its exit status is fn's return value. */
+pid_t env_spawn(struct env *e, int (*fn)(void *), void *arg);
+int env_wait(struct env *e, pid_t pid);   /* exit status, -1 if killed */
+/* Create a netns named after the env with lo up and the given address. */
+int env_netns(struct env *e, const char *addr6);
+int env_enter_netns(const struct env *e);
+/* Move the calling process into the env's cgroup. */
+int env_join(const struct env *e);
+
+/* A TCP listener that counts concurrent sessions. A client that wants to be
+ * counted exactly sends "b" before closing and waits for the "k" reply: the
+ * listener forgets the session before the kernel frees the slot. */
+struct listener {
+	int fd;
+	pthread_t thread;
+	int stop_pipe[2];
+	int cur, peak, accepted;     /* atomic */
+};
+int listener_start(struct listener *l, int family, const char *addr, int port);
+void listener_stop(struct listener *l);
+
+/* connect() to addr:port; returns the socket, or -errno. */
+int tcp_connect(int family, const char *addr, int port);
+/* Say goodbye to a listener (see above) and close. */
+void tcp_bye(int fd);
+
+#endif
