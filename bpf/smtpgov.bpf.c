@@ -64,6 +64,26 @@ struct {
 	__uint(max_entries, SG_EVENTS_BYTES);
 } events SEC(".maps");
 
+/* The waiting room's listener while the daemon lives (key 0). */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKMAP);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} room SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SG_MAX_PENDING);
+	__type(key, struct sg_pending_key);
+	__type(value, struct sg_pending);
+} pending SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, SG_WAKEUPS_BYTES);
+} wakeups SEC(".maps");
+
 static __always_inline int port_governed(const struct sg_settings *s, __u16 port)
 {
 #pragma unroll
@@ -106,10 +126,71 @@ static __always_inline void release_tag(struct sg_sock *tag)
 {
 	__u32 gid = tag->group;
 	struct sg_group *grp = bpf_map_lookup_elem(&groups, &gid);
+	struct sg_wakeup *w;
 
 	tag->flags &= ~SG_SOCK_COUNTED;
-	if (grp)
-		__sync_fetch_and_add(&grp->live, -1);
+	if (!grp)
+		return;
+	__sync_fetch_and_add(&grp->live, -1);
+	/* A slot freed where connections wait: wake the waiting room. */
+	if (grp->verdict == SG_VERDICT_QUEUE && grp->waiting) {
+		w = bpf_ringbuf_reserve(&wakeups, sizeof(*w), 0);
+		if (w) {
+			w->group = gid;
+			w->pad = 0;
+			bpf_ringbuf_submit(w, 0);
+		}
+	}
+}
+
+/* Is the waiting room listening, with room for one more? */
+static __always_inline int room_open(const struct sg_settings *s, const struct sg_group *grp)
+{
+	__u32 zero = 0;
+	struct bpf_sock *listener;
+
+	if (!s->room_port || grp->waiting >= grp->queue_max)
+		return 0;
+	listener = bpf_map_lookup_elem(&room, &zero);
+	if (!listener)
+		return 0;
+	bpf_sk_release(listener);
+	return 1;
+}
+
+/* Send the connect to the waiting room: tag it with where it was going and
+ * point it at the room's loopback listener, in the socket's own family. */
+static __always_inline int enqueue(struct bpf_sock_addr *ctx, struct bpf_sock *sk,
+				   struct sg_group *grp, __u32 gid, struct sg_sock *tag,
+				   const struct sg_settings *s, __u16 family,
+				   const __u32 addr[4], __u16 port)
+{
+	if (!tag)
+		tag = bpf_sk_storage_get(&socks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!tag)
+		return REFUSE;
+	tag->group = gid;
+	tag->flags = SG_SOCK_QUEUED;
+	__builtin_memcpy(tag->orig_addr, addr, 16);
+	tag->orig_port = port;
+	tag->orig_family = family;
+	if (family == AF_INET) {
+		ctx->user_ip4 = bpf_htonl(0x7f000001);
+	} else if (addr[2] == bpf_htonl(0xffff) && addr[0] == 0 && addr[1] == 0) {
+		ctx->user_ip6[0] = 0;
+		ctx->user_ip6[1] = 0;
+		ctx->user_ip6[2] = bpf_htonl(0xffff);
+		ctx->user_ip6[3] = bpf_htonl(0x7f000001);
+	} else {
+		ctx->user_ip6[0] = 0;
+		ctx->user_ip6[1] = 0;
+		ctx->user_ip6[2] = 0;
+		ctx->user_ip6[3] = bpf_htonl(1);
+	}
+	ctx->user_port = bpf_htons(s->room_port);
+	__sync_fetch_and_add(&grp->queued, 1);
+	emit(grp, gid, SG_EV_QUEUED, s, family, addr, port, grp->live);
+	return ALLOW;
 }
 
 /*
@@ -138,12 +219,17 @@ static __always_inline int govern(struct bpf_sock_addr *ctx, __u32 gid,
 
 	old = __sync_fetch_and_add(&grp->live, 1);
 	if (old >= (__s32)grp->cap) {
-		__sync_fetch_and_add(&grp->refused, 1);
 		if (s->mode != SG_MODE_DRY_RUN) {
 			__sync_fetch_and_add(&grp->live, -1);
+			/* The waiting room's own upstreams are never sent back to it. */
+			if (grp->verdict == SG_VERDICT_QUEUE && sk->mark != s->room_mark &&
+			    room_open(s, grp))
+				return enqueue(ctx, sk, grp, gid, tag, s, family, addr, port);
+			__sync_fetch_and_add(&grp->refused, 1);
 			emit(grp, gid, SG_EV_REFUSED, s, family, addr, port, old);
 			return REFUSE;
 		}
+		__sync_fetch_and_add(&grp->refused, 1);
 		emit(grp, gid, SG_EV_WOULD_REFUSE, s, family, addr, port, old);
 	}
 
@@ -238,4 +324,44 @@ int sg_release(struct bpf_sock *sk)
 	if (tag && (tag->flags & SG_SOCK_COUNTED))
 		release_tag(tag);
 	return ALLOW;
+}
+
+/*
+ * A queued connect has its local port now: file its original destination
+ * under the client's address and port for the waiting room.
+ */
+SEC("sockops")
+int sg_sockops(struct bpf_sock_ops *skops)
+{
+	/* Read the context into locals first (see DESIGN.md). */
+	__u32 op = skops->op, family = skops->family, lport = skops->local_port;
+	__u32 l0 = skops->local_ip6[0], l1 = skops->local_ip6[1];
+	__u32 l2 = skops->local_ip6[2], l3 = skops->local_ip6[3], l4 = skops->local_ip4;
+	struct bpf_sock *sk = skops->sk;
+	struct sg_pending_key key = {};
+	struct sg_pending val = {};
+	struct sg_sock *tag;
+
+	if (op != BPF_SOCK_OPS_TCP_CONNECT_CB || !sk)
+		return 1;
+	tag = bpf_sk_storage_get(&socks, sk, 0, 0);
+	if (!tag || !(tag->flags & SG_SOCK_QUEUED))
+		return 1;
+	if (family == AF_INET) {
+		__u32 a[4] = { 0, 0, bpf_htonl(0xffff), l4 };
+
+		__builtin_memcpy(key.addr, a, 16);
+	} else {
+		__u32 a[4] = { l0, l1, l2, l3 };
+
+		__builtin_memcpy(key.addr, a, 16);
+	}
+	key.port = (__u16)lport;
+	__builtin_memcpy(val.addr, tag->orig_addr, 16);
+	val.port = tag->orig_port;
+	val.family = tag->orig_family;
+	val.group = tag->group;
+	val.ts_ns = bpf_ktime_get_ns();
+	bpf_map_update_elem(&pending, &key, &val, BPF_ANY);
+	return 1;
 }

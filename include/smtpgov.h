@@ -25,6 +25,17 @@
  * connect (connect() fails with EPERM), SG_MODE_DRY_RUN admits it and only
  * counts it in `refused`.
  *
+ * A group whose verdict is SG_VERDICT_QUEUE sends an over-cap connect to
+ * the waiting room instead (the daemon's loopback listener, while it is in
+ * the `room` sockmap and fewer than queue_max connections wait): the hook
+ * rewrites the destination to 127.0.0.1 / ::1 port settings.room_port and
+ * tags the socket SG_SOCK_QUEUED with the original destination; a sock_ops
+ * program files that destination in `pending` under the client's local
+ * address and port, where the waiting room finds it from getpeername().
+ * The waiting room connects upstream when a slot frees (sockets marked
+ * SG_ROOM_MARK are never redirected: over cap they get EPERM) and relays.
+ * Release of a counted socket in a queue group posts to `wakeups`.
+ *
  * Worked example: group "google" has cap 2 and live 2. A third connect to
  * 142.250.1.27:25 makes live 3 for an instant, sees old (2) >= cap (2),
  * puts live back to 2, adds 1 to refused and fails with EPERM. The MTA
@@ -50,6 +61,11 @@
 #define SG_MAX_PORTS      8       /* governed destination ports */
 #define SG_NAME_LEN       32      /* group name, NUL included */
 #define SG_EVENTS_BYTES   (256 * 1024)
+#define SG_WAKEUPS_BYTES  (64 * 1024)
+#define SG_MAX_PENDING    65536   /* entries of `pending` */
+
+/* SO_MARK of the waiting room's upstream sockets ("smtp"). */
+#define SG_ROOM_MARK      0x736d7470
 
 /* Default: at most one ring-buffer event per group per 10 ms. */
 #define SG_EVENT_INTERVAL_NS (10ULL * 1000 * 1000)
@@ -82,6 +98,15 @@ struct sg_group {
 	__u64 refused;    /* connects over cap: refused, or would-be in dry-run */
 	__u64 last_event_ns;    /* rate limit of ring-buffer events */
 	__u64 events_dropped;   /* events suppressed by that limit */
+	/* queue verdict; written by the daemon's waiting room unless noted */
+	__u32 waiting;          /* connections held now */
+	__u32 queue_max;        /* over this many waiting: refuse (userspace sets) */
+	__u64 queued;           /* connects sent to the waiting room (kernel, atomic) */
+	__u64 queue_timeouts;   /* held past queue_wait, answered 421 */
+	__u32 wait_oldest_ms;   /* how long the oldest waiter has waited */
+	__u32 wait_p50_ms;      /* queue time percentiles of recent admissions */
+	__u32 wait_p90_ms;
+	__u32 wait_p99_ms;
 };
 
 /* `settings`: BPF_MAP_TYPE_ARRAY, one entry at key 0. */
@@ -90,6 +115,9 @@ struct sg_settings {
 	__u32 nports;
 	__u32 mode;                /* enum sg_mode */
 	__u64 event_interval_ns;   /* min gap between events of a group */
+	__u16 room_port;           /* waiting room port on 127.0.0.1 and ::1 (0: none) */
+	__u16 pad;
+	__u32 room_mark;           /* SO_MARK of the waiting room's upstreams */
 };
 
 /* `ranges4` / `ranges6`: BPF_MAP_TYPE_LPM_TRIE, value = __u32 group index. */
@@ -105,17 +133,43 @@ struct sg_lpm6 {
 
 enum sg_sock_flags {
 	SG_SOCK_COUNTED = 1,   /* holds one unit of groups[group].live */
+	SG_SOCK_QUEUED  = 2,   /* sent to the waiting room; orig_* is where to */
 };
 
 /* `socks`: BPF_MAP_TYPE_SK_STORAGE, the per-socket tag. */
 struct sg_sock {
 	__u32 group;
 	__u32 flags;           /* enum sg_sock_flags */
+	__u8  orig_addr[16];   /* queued: original destination (IPv4 mapped) */
+	__u16 orig_port;       /* host byte order */
+	__u16 orig_family;     /* AF_INET or AF_INET6 of the client socket */
+};
+
+/* `pending`: BPF_MAP_TYPE_LRU_HASH, queued connects by client address. */
+struct sg_pending_key {
+	__u8  addr[16];        /* client's local address (IPv4 mapped) */
+	__u16 port;            /* client's local port, host byte order */
+	__u16 pad;
+};
+
+struct sg_pending {
+	__u8  addr[16];        /* original destination (IPv4 mapped) */
+	__u16 port;            /* host byte order */
+	__u16 family;          /* client socket's family */
+	__u32 group;
+	__u64 ts_ns;           /* bpf_ktime_get_ns() at connect */
+};
+
+/* `wakeups`: BPF_MAP_TYPE_RINGBUF records, a slot of a queue group freed. */
+struct sg_wakeup {
+	__u32 group;
+	__u32 pad;
 };
 
 enum sg_event_kind {
 	SG_EV_REFUSED     = 1, /* connect refused with EPERM */
 	SG_EV_WOULD_REFUSE = 2,/* dry-run: would have been refused */
+	SG_EV_QUEUED      = 3, /* sent to the waiting room */
 };
 
 /* `events`: BPF_MAP_TYPE_RINGBUF records. */

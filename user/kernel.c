@@ -25,8 +25,10 @@
 #include "log.h"
 #include "smtpgov.skel.h"
 
-static const char *const link_pins[] = { "link_connect4", "link_connect6", "link_release" };
+static const char *const link_pins[] = { "link_connect4", "link_connect6", "link_release",
+					 "link_sockops" };
 #define NLINKS (sizeof(link_pins) / sizeof(link_pins[0]))
+#define NMAPS 9
 
 static void pin_path(char *buf, size_t len, const char *dir, const char *name)
 {
@@ -39,6 +41,7 @@ static void kernel_init(struct sg_kernel *k, const char *pin_dir)
 	snprintf(k->pin_dir, sizeof(k->pin_dir), "%s", pin_dir);
 	k->lock_fd = k->groups_fd = k->settings_fd = k->ranges4_fd = -1;
 	k->ranges6_fd = k->socks_fd = k->events_fd = -1;
+	k->room_fd = k->pending_fd = k->wakeups_fd = -1;
 }
 
 static int map_groups(struct sg_kernel *k)
@@ -71,6 +74,7 @@ int sg_kernel_open(struct sg_kernel *k, const char *pin_dir)
 		{ "groups", &k->groups_fd }, { "settings", &k->settings_fd },
 		{ "ranges4", &k->ranges4_fd }, { "ranges6", &k->ranges6_fd },
 		{ "socks", &k->socks_fd }, { "events", &k->events_fd },
+		{ "room", &k->room_fd }, { "pending", &k->pending_fd }, { "wakeups", &k->wakeups_fd },
 	};
 	char path[PATH_MAX];
 	int r, fd;
@@ -100,7 +104,7 @@ int sg_kernel_open(struct sg_kernel *k, const char *pin_dir)
 void sg_kernel_close(struct sg_kernel *k)
 {
 	int *fds[] = { &k->groups_fd, &k->settings_fd, &k->ranges4_fd, &k->ranges6_fd,
-		       &k->socks_fd, &k->events_fd };
+		       &k->socks_fd, &k->events_fd, &k->room_fd, &k->pending_fd, &k->wakeups_fd };
 
 	if (k->groups)
 		munmap(k->groups, k->groups_len);
@@ -260,6 +264,7 @@ static int attach(struct sg_kernel *k, int cgroup_fd, char *err, size_t errlen)
 {
 	struct bpf_program *progs[NLINKS] = {
 		k->skel->progs.sg_connect4, k->skel->progs.sg_connect6, k->skel->progs.sg_release,
+		k->skel->progs.sg_sockops,
 	};
 	char path[PATH_MAX];
 
@@ -287,7 +292,7 @@ static int attach(struct sg_kernel *k, int cgroup_fd, char *err, size_t errlen)
 int sg_kernel_load(struct sg_kernel *k, const char *pin_dir, const char *cgroup,
 		   const struct sg_config *cfg, bool *adopted, char *err, size_t errlen)
 {
-	struct { const char *name; struct bpf_map *map; int *fd; } maps[6];
+	struct { const char *name; struct bpf_map *map; int *fd; } maps[NMAPS];
 	char path[PATH_MAX];
 	uint64_t cgid = 0;
 	int cgroup_fd = -1, r, fd;
@@ -332,7 +337,10 @@ int sg_kernel_load(struct sg_kernel *k, const char *pin_dir, const char *cgroup,
 	maps[3] = (typeof(maps[0])){ "ranges6", k->skel->maps.ranges6, &k->ranges6_fd };
 	maps[4] = (typeof(maps[0])){ "socks", k->skel->maps.socks, &k->socks_fd };
 	maps[5] = (typeof(maps[0])){ "events", k->skel->maps.events, &k->events_fd };
-	for (size_t i = 0; i < 6; i++) {
+	maps[6] = (typeof(maps[0])){ "room", k->skel->maps.room, &k->room_fd };
+	maps[7] = (typeof(maps[0])){ "pending", k->skel->maps.pending, &k->pending_fd };
+	maps[8] = (typeof(maps[0])){ "wakeups", k->skel->maps.wakeups, &k->wakeups_fd };
+	for (size_t i = 0; i < NMAPS; i++) {
 		pin_path(path, sizeof(path), pin_dir, maps[i].name);
 		if ((r = bpf_map__set_pin_path(maps[i].map, path))) {
 			snprintf(err, errlen, "pin path %s: %s", path, strerror(-r));
@@ -345,7 +353,7 @@ int sg_kernel_load(struct sg_kernel *k, const char *pin_dir, const char *cgroup,
 			 "by another smtpgov version need `smtpgov unload`)", strerror(-r), pin_dir);
 		goto fail;
 	}
-	for (size_t i = 0; i < 6; i++)
+	for (size_t i = 0; i < NMAPS; i++)
 		*maps[i].fd = bpf_map__fd(maps[i].map);
 	if ((r = map_groups(k))) {
 		snprintf(err, errlen, "mmap the groups map: %s", strerror(-r));
@@ -376,13 +384,42 @@ fail:
 			pin_path(path, sizeof(path), pin_dir, link_pins[i]);
 			unlink(path);
 		}
-		for (size_t i = 0; i < 6; i++) {
+		for (size_t i = 0; i < NMAPS; i++) {
 			pin_path(path, sizeof(path), pin_dir, maps[i].name);
 			unlink(path);
 		}
 		rmdir(pin_dir);
 	}
 	sg_kernel_close(k);
+	return r;
+}
+
+int sg_kernel_attach_room(struct sg_kernel *k, const char *cgroup, struct bpf_link *links[3],
+			  char *err, size_t errlen)
+{
+	struct bpf_program *progs[3] = {
+		k->skel->progs.sg_connect4, k->skel->progs.sg_connect6, k->skel->progs.sg_release,
+	};
+	uint64_t id;
+	int fd = open_cgroup(cgroup, &id, err, errlen), r = 0;
+
+	if (fd < 0)
+		return fd;
+	memset(links, 0, 3 * sizeof(links[0]));
+	for (int i = 0; i < 3 && !r; i++) {
+		links[i] = bpf_program__attach_cgroup(progs[i], fd);
+		if (!links[i]) {
+			r = -errno;
+			snprintf(err, errlen, "attach %s to cgroup %s: %s", bpf_program__name(progs[i]),
+				 cgroup, strerror(-r));
+		}
+	}
+	close(fd);
+	if (r)
+		for (int i = 0; i < 3; i++) {
+			bpf_link__destroy(links[i]);
+			links[i] = NULL;
+		}
 	return r;
 }
 
@@ -519,6 +556,7 @@ int sg_kernel_sync(struct sg_kernel *k, const struct sg_config *cfg)
 		__atomic_store_n(&g->min_cap, c->min_cap, __ATOMIC_RELAXED);
 		__atomic_store_n(&g->max_cap, c->max_cap, __ATOMIC_RELAXED);
 		__atomic_store_n(&g->verdict, c->verdict, __ATOMIC_RELAXED);
+		__atomic_store_n(&g->queue_max, c->queue_max, __ATOMIC_RELAXED);
 		__atomic_store_n(&g->cap, cap, __ATOMIC_RELEASE);
 		__atomic_store_n(&g->flags, SG_GROUP_ACTIVE, __ATOMIC_RELEASE);
 	}
@@ -526,10 +564,13 @@ int sg_kernel_sync(struct sg_kernel *k, const struct sg_config *cfg)
 		if (!taken[i])
 			__atomic_and_fetch(&k->groups[i].flags, ~(__u32)SG_GROUP_ACTIVE, __ATOMIC_RELEASE);
 
+	/* The waiting room's port belongs to the running daemon: keep it. */
+	bpf_map_lookup_elem(k->settings_fd, &zero, &s);
 	memcpy(s.ports, cfg->ports, sizeof(s.ports));
 	s.nports = cfg->nports;
 	s.mode = cfg->mode;
 	s.event_interval_ns = SG_EVENT_INTERVAL_NS;
+	s.room_mark = SG_ROOM_MARK;
 	if (bpf_map_update_elem(k->settings_fd, &zero, &s, BPF_ANY))
 		return -errno;
 

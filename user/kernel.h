@@ -21,6 +21,7 @@ struct sg_kernel {
 	char pin_dir[PATH_MAX];
 	int lock_fd;                 /* flock'ed pin dir, -1 if not held */
 	int groups_fd, settings_fd, ranges4_fd, ranges6_fd, socks_fd, events_fd;
+	int room_fd, pending_fd, wakeups_fd;   /* the queue verdict's maps */
 	struct sg_group *groups;     /* mmap of `groups`, SG_MAX_GROUPS entries */
 	size_t groups_len;
 	struct smtpgov_bpf *skel;    /* set by sg_kernel_load only */
@@ -47,6 +48,15 @@ int sg_kernel_sync(struct sg_kernel *k, const struct sg_config *cfg);
 int sg_kernel_unload(const char *pin_dir, char *err, size_t errlen);
 
 void sg_kernel_close(struct sg_kernel *k);
+
+/*
+ * Attach connect4/connect6/sock_release (not pinned: they go with the
+ * process) to another cgroup, so that the waiting room's upstream connects
+ * are governed by the same counts. Needs sg_kernel_load.
+ */
+struct bpf_link;
+int sg_kernel_attach_room(struct sg_kernel *k, const char *cgroup, struct bpf_link *links[3],
+			  char *err, size_t errlen);
 
 /* Slot of a group by name in the kernel map, or -1. */
 int sg_kernel_group(const struct sg_kernel *k, const char *name);
