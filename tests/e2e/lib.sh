@@ -1,0 +1,411 @@
+# shellcheck shell=bash
+# Helpers for end-to-end tests: a private Postfix instance that sends to
+# mxsim (build/mxsim, the simulated providers) over loopback.
+#
+# Source it from a test script, then:
+#   e2e_init                            # root, packages, temp dir, trap
+#   mx_start --persona gmail:127.0.10.1-127.0.10.20:2525:limit=50
+#   pf_create queue_run_delay=1s        # main.cf overrides as name=value
+#   pf_route_range gmail 20 127.0.10 1 20 2525
+#   pf_start [CGROUP]
+#   pf_inject 100 "${PF_DOMAINS[@]}"
+#   pf_wait_empty 30 || fail "queue not empty"
+# Everything started here is recorded by PID and ended by e2e_cleanup, which
+# e2e_init installs as the EXIT trap. Network traffic stays on loopback.
+#
+# The Postfix notes in /work/shared/DESIGN.md ("How Postfix reacts") were
+# learned on this machine; this file follows them.
+
+E2E_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+MXSIM=${MXSIM:-$E2E_ROOT/build/mxsim}
+E2E_DIR=          # per-test temporary directory (Postfix instance, mxsim files)
+PF_DIR=           # Postfix instance: $PF_DIR/etc config, spool, data, maillog
+PF_CONF=          # its config directory, for postfix -c / sendmail -C
+PF_LOG=           # its maillog_file
+PF_DOMAINS=()     # every domain routed with pf_route*
+MX_PID=           # the running mxsim
+MX_CTL=           # its control socket
+MX_STATS=         # its --stats file
+MX_LOG=           # its --log file
+
+# note MSG...: progress line on stderr, with the seconds since e2e_init.
+note() {
+	echo "[$(( SECONDS - ${E2E_T0:-0} ))s] $*" >&2
+}
+
+# fail MSG...: print "FAIL: MSG" with context (mxsim stats, maillog tail)
+# and exit 1; the EXIT trap cleans up.
+fail() {
+	echo "FAIL: $*" >&2
+	if [ -n "$PF_LOG" ] && [ -f "$PF_LOG" ]; then
+		echo "--- last maillog lines ($PF_LOG)" >&2
+		tail -n 15 "$PF_LOG" >&2
+	fi
+	exit 1
+}
+
+# skip MSG...: exit 77 (tests/run counts a skip; under CI=true a failure).
+skip() {
+	echo "SKIP: $*" >&2
+	exit 77
+}
+
+# e2e_init: checks root, installs postfix if missing, checks build/mxsim,
+# makes E2E_DIR (/var/tmp/smtpgov-test-XXXXXX, 0755 so the postfix user can
+# traverse it) and installs e2e_cleanup as the EXIT trap.
+e2e_init() {
+	E2E_T0=$SECONDS
+	[ "$(id -u)" = 0 ] || skip "needs root"
+	if ! command -v postfix >/dev/null || [ ! -x /usr/sbin/postdrop ]; then
+		note "installing postfix"
+		echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null ||
+			skip "postfix is not installed and apt-get failed"
+	fi
+	command -v python3 >/dev/null || skip "python3 is needed to read mxsim stats"
+	[ -x "$MXSIM" ] || fail "$MXSIM missing: run make first"
+	E2E_DIR=$(mktemp -d /var/tmp/smtpgov-test-XXXXXX) || fail "mktemp"
+	chmod 0755 "$E2E_DIR"
+	trap e2e_cleanup EXIT
+	trap 'exit 130' INT TERM
+}
+
+# e2e_cleanup: stops Postfix and mxsim (only the processes started here)
+# and removes E2E_DIR. Set E2E_KEEP=1 to keep the directory for debugging.
+# Safe to call twice; it is the EXIT trap.
+e2e_cleanup() {
+	local rc=$?
+
+	pf_stop
+	mx_stop
+	if [ -n "$E2E_DIR" ] && [ -d "$E2E_DIR" ]; then
+		if [ "${E2E_KEEP:-0}" = 1 ]; then
+			echo "kept $E2E_DIR" >&2
+		else
+			rm -rf -- "$E2E_DIR"
+		fi
+	fi
+	E2E_DIR=
+	return $rc
+}
+
+# ---------------------------------------------------------------- mxsim
+
+# mx_start ARGS...: starts mxsim with ARGS (--persona ...) plus its control
+# socket, --stats and --log in E2E_DIR; waits until it is listening (the
+# control socket appears after every listener is bound). Sets MX_PID.
+mx_start() {
+	local i
+
+	MX_CTL=$E2E_DIR/mxsim.ctl MX_STATS=$E2E_DIR/mxsim-stats.json MX_LOG=$E2E_DIR/mxsim-events.log
+	rm -f "$MX_CTL"
+	"$MXSIM" --control "$MX_CTL" --stats "$MX_STATS" --log "$MX_LOG" "$@" \
+		2>>"$E2E_DIR/mxsim.stderr" &
+	MX_PID=$!
+	for i in $(seq 100); do
+		[ -S "$MX_CTL" ] && return 0
+		kill -0 "$MX_PID" 2>/dev/null || break
+		sleep 0.05
+	done
+	cat "$E2E_DIR/mxsim.stderr" >&2
+	MX_PID=
+	fail "mxsim did not start: $*"
+}
+
+# mx_stop: SIGTERM to mxsim (it writes MX_STATS on the way out), waits up to
+# 5 s, then SIGKILL. Only the PID mx_start recorded.
+mx_stop() {
+	local i
+
+	[ -n "$MX_PID" ] || return 0
+	kill -TERM "$MX_PID" 2>/dev/null
+	for i in $(seq 50); do
+		kill -0 "$MX_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$MX_PID" 2>/dev/null
+	wait "$MX_PID" 2>/dev/null
+	MX_PID=
+}
+
+# mx_ctl COMMAND...: sends one line to the control socket, prints the reply
+# ("ok", "error: ...", or the stats JSON for "stats").
+mx_ctl() {
+	python3 - "$MX_CTL" "$*" <<'EOF'
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(10)
+s.connect(sys.argv[1])
+s.sendall((sys.argv[2] + "\n").encode())
+s.shutdown(socket.SHUT_WR)
+data = b""
+while True:
+    chunk = s.recv(1 << 16)
+    if not chunk:
+        break
+    data += chunk
+sys.stdout.write(data.decode())
+EOF
+}
+
+# mx_limit PERSONA N|none: changes a persona's limit while mxsim runs.
+mx_limit() {
+	local r
+
+	r=$(mx_ctl limit "$1" "$2")
+	[ "$r" = ok ] || fail "mx_limit $1 $2: $r"
+}
+
+# mx_stat EXPR: prints a Python expression over the live stats, where `s` is
+# the stats object, e.g. mx_stat "s['personas']['gmail']['throttled']".
+mx_stat() {
+	mx_ctl stats | python3 -c "import json, sys; s = json.load(sys.stdin); print($1)"
+}
+
+# mx_wait_idle PERSONA SECONDS: waits until PERSONA has no open session
+# (Postfix keeps delivered-to sessions in its connection cache for
+# smtp_connection_cache_time_limit, 2 s by default); returns 1 on timeout.
+mx_wait_idle() {
+	local deadline=$((SECONDS + $2))
+
+	until [ "$(mx_stat "s['personas']['$1']['current']")" = 0 ]; do
+		((SECONDS < deadline)) || return 1
+		sleep 0.2
+	done
+}
+
+# mx_check_ids FILE: compares the Message-IDs mxsim accepted with FILE (one
+# id per line, as pf_inject writes it). Prints a one-line summary; returns 0
+# only if every id was accepted exactly once and nothing else arrived.
+mx_check_ids() {
+	mx_ctl stats | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+sent = set(l.strip() for l in open(sys.argv[1]) if l.strip())
+got = s["message_ids"]
+missing = sent - set(got)
+extra = set(got) - sent
+print("sent %d, accepted messages %d, unique ids %d, duplicates %d, missing %d, unexpected %d"
+      % (len(sent), s["messages"], s["unique_ids"], s["duplicates"], len(missing), len(extra)))
+for m in sorted(missing)[:5]:
+    print("  missing", m)
+for d in s["duplicate_ids"][:5]:
+    print("  duplicate", d)
+sys.exit(0 if not missing and not extra and s["duplicates"] == 0 and s["no_message_id"] == 0 else 1)
+' "$1"
+}
+
+# -------------------------------------------------------------- Postfix
+
+# pf_create [NAME=VALUE...]: makes a private Postfix instance in
+# $E2E_DIR/postfix: etc/ (main.cf, master.cf, transport), spool/ (queue),
+# data/ (owned by postfix), maillog (maillog_file, under /var which is in
+# maillog_file_prefixes). Every service runs unchrooted; the smtp inet
+# listener is commented out, so nothing comes in. myhostname is sender.test.
+# Defaults for fast tests: queue_run_delay=1s, minimal_backoff_time=2s,
+# maximal_backoff_time=10s, smtp_connection_cache_on_demand=yes,
+# default_destination_concurrency_limit=20 (Postfix's own); NAME=VALUE
+# arguments override or add main.cf parameters. Sets PF_DIR, PF_CONF, PF_LOG.
+pf_create() {
+	local kv
+
+	PF_DIR=$E2E_DIR/postfix PF_CONF=$E2E_DIR/postfix/etc PF_LOG=$E2E_DIR/postfix/maillog
+	mkdir -p "$PF_CONF" "$PF_DIR/spool" "$PF_DIR/data"
+	chmod 0755 "$PF_DIR" "$PF_CONF" "$PF_DIR/spool"
+	chown postfix: "$PF_DIR/data"
+	: >"$PF_CONF/transport"
+	PF_DOMAINS=()
+	cat >"$PF_CONF/main.cf" <<EOF
+# private test instance made by tests/e2e/lib.sh
+compatibility_level = 3.6
+queue_directory = $PF_DIR/spool
+data_directory = $PF_DIR/data
+command_directory = /usr/sbin
+daemon_directory = /usr/lib/postfix/sbin
+shlib_directory = /usr/lib/postfix
+meta_directory = /etc/postfix
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = sender.test
+mydomain = sender.test
+myorigin = \$myhostname
+mydestination =
+relayhost =
+inet_interfaces = loopback-only
+inet_protocols = all
+mynetworks = 127.0.0.0/8 [::1]/128
+alias_maps =
+alias_database =
+local_recipient_maps =
+biff = no
+smtputf8_enable = no
+smtp_tls_security_level = none
+transport_maps = texthash:$PF_CONF/transport
+maillog_file = $PF_LOG
+queue_run_delay = 1s
+minimal_backoff_time = 2s
+maximal_backoff_time = 10s
+smtp_connection_cache_on_demand = yes
+default_destination_concurrency_limit = 20
+maximal_queue_lifetime = 1d
+bounce_queue_lifetime = 1d
+delay_warning_time = 0
+EOF
+	# Debian's master.cf with chroot off (a chroot needs copies of /etc
+	# files in the spool) and the smtp inet listener commented out.
+	awk '
+		/^smtp[ \t]+inet[ \t]/ { print "#" $0; next }
+		/^[a-z]/ && NF >= 8 && $5 == "y" { $5 = "n"; print; next }
+		{ print }' /etc/postfix/master.cf >"$PF_CONF/master.cf"
+	for kv in "$@"; do
+		postconf -c "$PF_CONF" -e "$kv" || fail "pf_create: bad parameter $kv"
+	done
+	postfix -c "$PF_CONF" check 2>>"$PF_DIR/check.log" ||
+		{ cat "$PF_DIR/check.log" >&2; fail "postfix -c $PF_CONF check"; }
+}
+
+# pf_set NAME=VALUE...: changes main.cf parameters (before pf_start, or
+# follow with pf_reload).
+pf_set() {
+	local kv
+
+	for kv in "$@"; do
+		postconf -c "$PF_CONF" -e "$kv" || fail "pf_set: bad parameter $kv"
+	done
+}
+
+# pf_route DOMAIN NEXTHOP: routes DOMAIN to NEXTHOP (e.g. smtp:[127.0.10.1]:2525)
+# through transport_maps (texthash: needs no postmap; read when Postfix
+# starts, so route before pf_start or pf_reload after).
+pf_route() {
+	printf '%s\t%s\n' "$1" "$2" >>"$PF_CONF/transport"
+	PF_DOMAINS+=("$1")
+}
+
+# pf_route_range NAME COUNT NET FIRST LAST PORT: routes COUNT domains
+# NAME-1.test .. NAME-COUNT.test, domain i to its own nexthop
+# smtp:[NET.(FIRST + (i-1) mod (LAST-FIRST+1))]:PORT: many domains hosted on
+# one provider's servers, as Workspace-hosted domains are. Appends them to
+# PF_DOMAINS.
+pf_route_range() {
+	local name=$1 count=$2 net=$3 first=$4 last=$5 port=$6 i
+
+	for ((i = 1; i <= count; i++)); do
+		pf_route "$name-$i.test" "smtp:[$net.$((first + (i - 1) % (last - first + 1)))]:$port"
+	done
+}
+
+# pf_start [CGROUP]: starts the instance; with CGROUP (a cgroup v2
+# directory) the starting shell joins it first, so master and every child
+# it forks live in CGROUP. Waits until master.pid exists.
+pf_start() {
+	local cg=${1:-} i
+
+	if [ -n "$cg" ]; then
+		[ -w "$cg/cgroup.procs" ] || fail "pf_start: $cg is not a cgroup v2 directory"
+		(echo "$BASHPID" >"$cg/cgroup.procs" && exec postfix -c "$PF_CONF" start) \
+			>>"$PF_DIR/start.log" 2>&1 || { cat "$PF_DIR/start.log" >&2; fail "postfix start in $cg"; }
+	else
+		postfix -c "$PF_CONF" start >>"$PF_DIR/start.log" 2>&1 ||
+			{ cat "$PF_DIR/start.log" >&2; fail "postfix start"; }
+	fi
+	for i in $(seq 100); do
+		pf_master_pid >/dev/null && return 0
+		sleep 0.05
+	done
+	fail "postfix master did not start"
+}
+
+# pf_master_pid: prints the running master's PID (from spool/pid/master.pid,
+# checked against /proc); fails if it is not running.
+pf_master_pid() {
+	local pid
+
+	[ -n "$PF_DIR" ] && [ -f "$PF_DIR/spool/pid/master.pid" ] || return 1
+	pid=$(awk '{ print $1; exit }' "$PF_DIR/spool/pid/master.pid")
+	[ -n "$pid" ] && [ -d "/proc/$pid" ] &&
+		grep -q master "/proc/$pid/comm" 2>/dev/null || return 1
+	echo "$pid"
+}
+
+# pf_reload: rereads main.cf and the transport table.
+pf_reload() {
+	postfix -c "$PF_CONF" reload >>"$PF_DIR/start.log" 2>&1 || fail "postfix reload"
+}
+
+# pf_stop: postfix stop (SIGTERM to master, which ends its children); if the
+# master is still there after 10 s, SIGKILL to its process group (master runs
+# in its own session) and to the pids in spool/pid/. Touches nothing else.
+pf_stop() {
+	local pid i f
+
+	pid=$(pf_master_pid) || return 0
+	timeout 10 postfix -c "$PF_CONF" stop >>"$PF_DIR/start.log" 2>&1
+	for i in $(seq 100); do
+		[ -d "/proc/$pid" ] || return 0
+		sleep 0.1
+	done
+	echo "postfix stop hung; killing process group $pid" >&2
+	kill -KILL -- "-$pid" 2>/dev/null
+	for f in "$PF_DIR"/spool/pid/*.pid; do
+		[ -f "$f" ] || continue
+		pid=$(awk '{ print $1; exit }' "$f")
+		[ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
+	done
+	return 0
+}
+
+# pf_inject COUNT DOMAIN...: submits COUNT messages with sendmail -C, one
+# recipient each, domains taken round-robin (user N at DOMAIN), each with a
+# unique Message-ID that is appended to $PF_DIR/sent-ids. Runs up to 16
+# sendmail processes at once.
+pf_inject() {
+	local count=$1 i dom id tag pid pids=()
+	shift
+	[ $# -gt 0 ] || fail "pf_inject: no domains"
+	tag="$(date +%s%N).$$"
+	for ((i = 1; i <= count; i++)); do
+		dom=${*:$(( (i - 1) % $# + 1 )):1}
+		id="<t$i.$tag@sender.test>"
+		echo "$id" >>"$PF_DIR/sent-ids"
+		printf 'From: sender@sender.test\nTo: user%d@%s\nSubject: test %d\nMessage-ID: %s\n\nbody %d\n' \
+			"$i" "$dom" "$i" "$id" "$i" |
+			sendmail -C "$PF_CONF" -f sender@sender.test "user$i@$dom" &
+		pids+=($!)
+		if ((${#pids[@]} == 16 || i == count)); then
+			for pid in "${pids[@]}"; do
+				wait "$pid" || fail "sendmail -C $PF_CONF failed"
+			done
+			pids=()
+		fi
+	done
+}
+
+# pf_queue_count: prints how many messages the instance holds (files in
+# maildrop, incoming, active, deferred and hold).
+pf_queue_count() {
+	find "$PF_DIR/spool/maildrop" "$PF_DIR/spool/incoming" "$PF_DIR/spool/active" \
+		"$PF_DIR/spool/deferred" "$PF_DIR/spool/hold" -type f 2>/dev/null | wc -l
+}
+
+# pf_wait_empty SECONDS: waits until the queue is empty; returns 1 if it is
+# not empty by then.
+pf_wait_empty() {
+	local deadline=$((SECONDS + $1))
+
+	while ((SECONDS < deadline)); do
+		[ "$(pf_queue_count)" = 0 ] && return 0
+		sleep 0.2
+	done
+	[ "$(pf_queue_count)" = 0 ]
+}
+
+# pf_flush: asks the queue manager to retry deferred mail now.
+pf_flush() {
+	postqueue -c "$PF_CONF" -f
+}
+
+# pf_log_count REGEX: prints how many maillog lines match (grep -E).
+pf_log_count() {
+	grep -cE -- "$1" "$PF_LOG" 2>/dev/null || true
+}
