@@ -116,6 +116,7 @@ struct idset {
 static struct persona personas[MAX_PERSONAS]; /* listeners point into it */
 static unsigned npersonas;
 static struct conn *conns;
+static struct conn *graveyard;  /* closed, freed after the event batch */
 static unsigned nconns, nheld;
 static unsigned long next_id = 1;
 static struct idset ids;
@@ -458,8 +459,9 @@ static void conn_close(struct conn *c, const char *why)
 	if (c->next)
 		c->next->prev = c->prev;
 	nconns--;
-	free(c->out);
-	free(c);
+	/* freed later: callers up the stack and this batch may still look */
+	c->next = graveyard;
+	graveyard = c;
 }
 
 /* Sends what is queued; after a closing reply, half-closes and drains. */
@@ -757,7 +759,7 @@ static void process_input(struct conn *c)
 /* Reads, handles and writes until the socket would block or must wait. */
 static void conn_pump(struct conn *c)
 {
-	for (;;) {
+	while (!c->dead) {
 		ssize_t n;
 
 		if (!held(c) && !c->draining)
@@ -925,15 +927,13 @@ static int timers(void)
 	struct conn *c, *nx;
 
 	for (c = conns; c; c = nx) {
-		nx = c->next;
+		nx = c->next;   /* conn_pump/conn_close only unlink c itself */
 		if (held(c) && c->hold_until <= now) {
 			c->hold_until = 0;
 			nheld--;
 			conn_pump(c);
 			continue;
 		}
-		if (held(c) && c->hold_until < next)
-			next = c->hold_until;
 		if (c->draining && c->drain_until <= now)
 			conn_close(c, "drain timeout");
 		else if (c->it.kind == K_SMTP && !held(c) && now - c->last_ms > idle_timeout_ms) {
@@ -944,7 +944,10 @@ static int timers(void)
 			conn_pump(c);
 		}
 	}
-	return (int)(next - now);
+	for (c = nheld ? conns : NULL; c; c = c->next)   /* holds set just now count too */
+		if (held(c) && c->hold_until < next)
+			next = c->hold_until;
+	return next > now ? (int)(next - now) : 0;
 }
 
 /* ---- command line ---- */
@@ -1279,8 +1282,6 @@ int main(int argc, char **argv)
 				break;
 			case K_SMTP:
 			case K_CTL:
-				/* only its own event (or timers(), before the
-				 * wait) closes and frees a conn */
 				conn_pump((struct conn *)it);
 				break;
 			case K_SIGNAL:
@@ -1293,6 +1294,13 @@ int main(int argc, char **argv)
 				}
 				break;
 			}
+		}
+		while (graveyard) {
+			struct conn *c = graveyard;
+
+			graveyard = c->next;
+			free(c->out);
+			free(c);
 		}
 	}
 	stats_write_file();
