@@ -221,9 +221,11 @@ static __always_inline int govern(struct bpf_sock_addr *ctx, __u32 gid,
 	if (old >= (__s32)grp->cap) {
 		if (s->mode != SG_MODE_DRY_RUN) {
 			__sync_fetch_and_add(&grp->live, -1);
-			/* The waiting room's own upstreams are never sent back to it. */
-			if (grp->verdict == SG_VERDICT_QUEUE && sk->mark != s->room_mark &&
-			    room_open(s, grp))
+			/* The waiting room's own upstream: it retries when a slot
+			 * frees; never sent back to the room, not a refusal. */
+			if (s->room_mark && sk->mark == s->room_mark)
+				return REFUSE;
+			if (grp->verdict == SG_VERDICT_QUEUE && room_open(s, grp))
 				return enqueue(ctx, sk, grp, gid, tag, s, family, addr, port);
 			__sync_fetch_and_add(&grp->refused, 1);
 			emit(grp, gid, SG_EV_REFUSED, s, family, addr, port, old);

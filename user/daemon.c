@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include "daemon.h"
 #include "log.h"
+#include "room.h"
 
 static int on_signal(void *arg, uint32_t events)
 {
@@ -38,6 +39,16 @@ static int on_recount(void *arg, uint32_t events)
 	return 0;
 }
 
+static bool needs_room(const struct sg_config *cfg)
+{
+	if (cfg->mode != SG_MODE_ENFORCE)
+		return false;
+	for (unsigned i = 0; i < cfg->ngroups; i++)
+		if (cfg->groups[i].verdict == SG_VERDICT_QUEUE)
+			return true;
+	return false;
+}
+
 int sg_daemon_run(struct sg_kernel *k, const struct sg_config *cfg,
 		  const struct sg_daemon_opts *opts)
 {
@@ -65,8 +76,11 @@ int sg_daemon_run(struct sg_kernel *k, const struct sg_config *cfg,
 	}
 	if ((r = sg_loop_add(&d.loop, d.recount_fd, EPOLLIN, on_recount, &d)))
 		goto out;
+	if (needs_room(cfg) && (r = sg_room_start(&d.room, k, cfg, &d.loop)))
+		goto out;
 	r = sg_loop_run(&d.loop);
 out:
+	sg_room_stop(d.room);
 	if (r)
 		pr_err("daemon: %s", strerror(-r));
 	if (d.recount_fd >= 0)

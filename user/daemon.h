@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause */
 /*
  * The `smtpgov load` daemon: after the kernel half is attached, one epoll
- * loop (loop.h) serves signals and the periodic recount that repairs drift
- * in the live counts, until SIGINT or SIGTERM. Enforcement stays pinned
+ * loop (loop.h) serves signals, the periodic recount that repairs drift in
+ * the live counts and the waiting room (room.h), until SIGINT or SIGTERM. Enforcement stays pinned
  * when it exits.
  */
 #ifndef SG_DAEMON_H
@@ -11,6 +11,7 @@
 #include "config.h"
 #include "kernel.h"
 #include "loop.h"
+#include "room.h"
 
 struct sg_daemon_opts {
 	const char *log;          /* MTA log: a file, "-" or "journal"; NULL = none */
@@ -23,6 +24,7 @@ struct sg_daemon {
 	const struct sg_daemon_opts *opts;
 	struct sg_loop loop;
 	int sig_fd, recount_fd;
+	struct sg_room *room;     /* waiting room, when a group queues */
 };
 
 /* Run until SIGINT/SIGTERM (0) or an error (negative errno, logged). */

@@ -6,7 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define SG_LOOP_MAX 64
+#define SG_LOOP_MAX 4096
 
 /* Return 0 to go on, a negative errno to stop the loop with that error. */
 typedef int (*sg_handler)(void *arg, uint32_t events);

@@ -116,6 +116,51 @@ int env_load(struct env *e, const char *extra)
 	return 0;
 }
 
+int env_daemon(struct env *e, const char *extra, bool room)
+{
+	char cmd[4096];
+
+	snprintf(cmd, sizeof(cmd), "exec %s --pin-dir %s load --cgroup %s --config %s %s",
+		 smtpgov_bin(), e->pin_dir, e->cgroup, e->conf, extra ? extra : "");
+	e->daemon = fork();
+	if (e->daemon == 0) {
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	if (e->daemon < 0)
+		return -1;
+	for (int i = 0; i < 500; i++) {
+		struct sg_settings s;
+
+		usleep(10000);
+		if (!e->loaded) {
+			if (sg_kernel_open(&e->k, e->pin_dir))
+				continue;
+			e->loaded = true;
+		}
+		if (!room || (!sg_kernel_settings(&e->k, &s) && s.room_port))
+			return 0;
+	}
+	return -1;
+}
+
+int env_daemon_stop(struct env *e, int sig)
+{
+	char path[PATH_MAX];
+	int st;
+
+	if (e->daemon <= 0)
+		return -1;
+	kill(e->daemon, sig);
+	if (waitpid(e->daemon, &st, 0) < 0)
+		return -1;
+	/* A killed daemon leaves its (empty) waiting-room cgroup behind. */
+	snprintf(path, sizeof(path), "%s/smtpgov-room.%d", sg_cgroup2_root(), e->daemon);
+	rmdir(path);
+	e->daemon = 0;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
 struct sg_group *env_group(struct env *e, const char *name)
 {
 	int slot = sg_kernel_group(&e->k, name);
@@ -195,6 +240,8 @@ void env_teardown(struct env *e)
 	for (int i = 0; i < 16; i++)
 		if (running[i])
 			listener_stop(running[i]);
+	if (e->daemon > 0)
+		env_daemon_stop(e, SIGKILL);
 	if (e->loaded)
 		sg_kernel_close(&e->k);
 	e->loaded = false;

@@ -29,6 +29,7 @@ struct env {
 	bool loaded;
 	pid_t kids[64];
 	int nkids;
+	pid_t daemon;               /* smtpgov load, if env_daemon started one */
 };
 
 /* Path of the smtpgov binary under test ($SMTPGOV_BIN or build/smtpgov). */
@@ -45,6 +46,12 @@ int env_cli(struct env *e, char *out, size_t outlen, const char *fmt, ...)
 /* load --cgroup --config --no-follow [extra], then open the pinned maps. */
 int env_load(struct env *e, const char *extra);
 struct sg_group *env_group(struct env *e, const char *name);
+/* Start `smtpgov load` (the daemon) with the env's config and `extra`
+ * arguments; wait until it is attached (and its waiting room open, if
+ * room is true); then open the pinned maps. */
+int env_daemon(struct env *e, const char *extra, bool room);
+/* Stop the daemon: SIGTERM (or SIGKILL), wait; returns its exit status. */
+int env_daemon_stop(struct env *e, int sig);
 
 /* Fork a child that joins the env's cgroup (and netns, if set) and runs fn;
  * its exit status is fn's return value. */

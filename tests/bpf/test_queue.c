@@ -1,0 +1,453 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause
+/*
+ * Root tests of the queue verdict: the real daemon with its waiting room,
+ * real clients in a test cgroup, and a small line-based server standing in
+ * for the provider that counts its concurrent sessions.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include "harness.h"
+
+#define QCONF(cap, wait, ranges) \
+	"[global]\nports = 2525\nbuiltin = no\nverdict = queue\n" \
+	"[group lo]\nranges = " ranges "\ncap = " #cap "\nmax_cap = 100\nqueue_wait = " wait "\n"
+
+#define CLIENTS 10
+
+struct shared {
+	int ok[64];              /* client i finished a whole session */
+	int err[64];
+	char reply[64][128];
+	int order[64], norder;   /* server: HELO ids in session order */
+	int cur, peak;           /* server-side concurrency */
+};
+
+static struct shared *sh;
+static struct env E;
+
+/* --- a provider stand-in: 220, then HELO <id> / QUIT, or echo mode --- */
+
+struct server {
+	int fd;
+	pthread_t thread;
+	bool echo;
+	int hold_ms;
+};
+
+static double mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void *session(void *arg)
+{
+	int fd = (int)(long)arg;
+	char buf[65536];
+	ssize_t n;
+	int cur = __atomic_add_fetch(&sh->cur, 1, __ATOMIC_SEQ_CST);
+	int peak = __atomic_load_n(&sh->peak, __ATOMIC_SEQ_CST);
+
+	while (cur > peak && !__atomic_compare_exchange_n(&sh->peak, &peak, cur, false,
+				__ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+		;
+	if (write(fd, "220 sim ready\r\n", 15) != 15)
+		goto out;
+	while ((n = read(fd, buf, sizeof(buf) - 1)) > 0) {
+		buf[n] = '\0';
+		if (!strncmp(buf, "HELO ", 5)) {
+			int slot = __atomic_fetch_add(&sh->norder, 1, __ATOMIC_SEQ_CST);
+
+			sh->order[slot] = atoi(buf + 5);
+			if (write(fd, "250 hi\r\n", 8) != 8)
+				break;
+		} else if (!strncmp(buf, "QUIT", 4)) {
+			if (write(fd, "221 bye\r\n", 9) != 9)
+				break;
+		} else if (write(fd, buf, (size_t)n) != n) {   /* echo */
+			break;
+		}
+	}
+out:
+	/* EOF from the relay: the session is over for the provider. */
+	__atomic_sub_fetch(&sh->cur, 1, __ATOMIC_SEQ_CST);
+	close(fd);
+	return NULL;
+}
+
+static void *server_main(void *arg)
+{
+	struct server *s = arg;
+	int fd;
+
+	while ((fd = accept(s->fd, NULL, NULL)) >= 0) {
+		pthread_t t;
+
+		if (pthread_create(&t, NULL, session, (void *)(long)fd) == 0)
+			pthread_detach(t);
+	}
+	return NULL;
+}
+
+static int server_start(struct server *s, int family, const char *addr)
+{
+	struct sockaddr_storage ss = { 0 };
+	socklen_t len;
+	int one = 1;
+
+	if (family == AF_INET) {
+		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+
+		a->sin_family = AF_INET;
+		a->sin_port = htons(TEST_PORT);
+		inet_pton(AF_INET, addr, &a->sin_addr);
+		len = sizeof(*a);
+	} else {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+
+		a->sin6_family = AF_INET6;
+		a->sin6_port = htons(TEST_PORT);
+		inet_pton(AF_INET6, addr, &a->sin6_addr);
+		len = sizeof(*a);
+	}
+	s->fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	setsockopt(s->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(s->fd, (struct sockaddr *)&ss, len) || listen(s->fd, 128))
+		return -errno;
+	return pthread_create(&s->thread, NULL, server_main, s) ? -1 : 0;
+}
+
+static void server_stop(struct server *s)
+{
+	shutdown(s->fd, SHUT_RDWR);
+	pthread_join(s->thread, NULL);
+	close(s->fd);
+}
+
+/* Read one line (up to \n) with a deadline; returns its length or -1. */
+static int read_line(int fd, char *buf, size_t len, int timeout_ms)
+{
+	size_t n = 0;
+
+	while (n + 1 < len) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+
+		if (poll(&p, 1, timeout_ms) <= 0 || read(fd, buf + n, 1) != 1)
+			return -1;
+		if (buf[n++] == '\n')
+			break;
+	}
+	buf[n] = '\0';
+	return (int)n;
+}
+
+/* --- clients --- */
+
+struct client {
+	int id, family, hold_ms;
+	const char *addr;
+};
+
+static void *client_main(void *arg)
+{
+	struct client *c = arg;
+	char line[128], helo[32];
+	int fd = tcp_connect(c->family, c->addr, TEST_PORT);
+
+	if (fd < 0) {
+		sh->err[c->id] = -fd;
+		return NULL;
+	}
+	if (read_line(fd, line, sizeof(line), 10000) < 0) {
+		sh->err[c->id] = ETIMEDOUT;
+		close(fd);
+		return NULL;
+	}
+	snprintf(sh->reply[c->id], sizeof(sh->reply[0]), "%s", line);
+	if (strncmp(line, "220", 3)) {
+		close(fd);
+		return NULL;
+	}
+	snprintf(helo, sizeof(helo), "HELO %d\r\n", c->id);
+	if (write(fd, helo, strlen(helo)) < 0 || read_line(fd, line, sizeof(line), 5000) < 0)
+		goto out;
+	usleep((useconds_t)c->hold_ms * 1000);
+	if (write(fd, "QUIT\r\n", 6) < 0 || read_line(fd, line, sizeof(line), 5000) < 0 ||
+	    strncmp(line, "221", 3))
+		goto out;
+	sh->ok[c->id] = 1;
+out:
+	close(fd);
+	return NULL;
+}
+
+struct crowd {
+	int n, family, hold_ms;
+	const char *addr;
+};
+
+/* Clients connect one after the other (5 ms apart) and then hold. */
+static int child_crowd(void *arg)
+{
+	struct crowd *cr = arg;
+	struct client c[64];
+	pthread_t t[64];
+
+	for (int i = 0; i < cr->n; i++) {
+		c[i] = (struct client){ i, cr->family, cr->hold_ms, cr->addr };
+		pthread_create(&t[i], NULL, client_main, &c[i]);
+		usleep(5000);
+	}
+	for (int i = 0; i < cr->n; i++)
+		pthread_join(t[i], NULL);
+	return 0;
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	memset(sh, 0, sizeof(*sh));
+	return env_setup(&E) ? -1 : 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	env_teardown(&E);
+	return 0;
+}
+
+static void crowd_test(int family, const char *client_addr, const char *server_addr,
+		       const char *conf, int cap)
+{
+	struct crowd cr = { CLIENTS, family, 60, client_addr };
+	struct server srv = { 0 };
+	struct sg_group *g;
+
+	env_config(&E, conf);
+	assert_int_equal(env_daemon(&E, "--log /dev/null", true), 0);
+	assert_int_equal(server_start(&srv, family == AF_INET6 && strncmp(client_addr, "::ffff:", 7) ?
+				      AF_INET6 : AF_INET, server_addr), 0);
+	assert_int_equal(env_wait(&E, env_spawn(&E, child_crowd, &cr)), 0);
+	/* the last relay closes a moment after its client */
+	g = env_group(&E, "lo");
+	for (int i = 0; i < 200 && __atomic_load_n(&g->live, __ATOMIC_SEQ_CST); i++)
+		usleep(5000);
+	server_stop(&srv);
+	for (int i = 0; i < CLIENTS; i++) {
+		if (!sh->ok[i])
+			fail_msg("client %d: errno %d, reply '%s'", i, sh->err[i], sh->reply[i]);
+	}
+	print_message("queue: server peak %d of cap %d; %llu queued, p50 %u ms, p99 %u ms\n",
+		      sh->peak, cap, (unsigned long long)g->queued, g->wait_p50_ms, g->wait_p99_ms);
+	assert_true(sh->peak <= cap);
+	assert_int_equal(sh->peak, cap);               /* the slots were used */
+	assert_true(g->queued >= (uint64_t)(CLIENTS - cap));
+	assert_int_equal(g->refused, 0);
+	assert_int_equal(g->live, 0);
+	assert_int_equal(g->waiting, 0);
+	/* first come, first served */
+	assert_int_equal(sh->norder, CLIENTS);
+	for (int i = 0; i < CLIENTS; i++)
+		assert_int_equal(sh->order[i], i);
+	assert_int_equal(env_daemon_stop(&E, SIGTERM), 0);
+}
+
+static void test_queue_v4(void **state)
+{
+	(void)state;
+	crowd_test(AF_INET, "127.0.0.2", "127.0.0.2", QCONF(2, "30s", "127.0.0.2/32"), 2);
+}
+
+static void test_queue_v4_mapped(void **state)
+{
+	(void)state;
+	crowd_test(AF_INET6, "::ffff:127.0.0.2", "127.0.0.2", QCONF(3, "30s", "127.0.0.2/32"), 3);
+}
+
+static void test_queue_v6(void **state)
+{
+	(void)state;
+	crowd_test(AF_INET6, "::1", "::1", QCONF(2, "30s", "::1/128"), 2);
+}
+
+/* --- held past queue_wait: smtpgov's own 421 --- */
+
+static int child_expire(void *arg)
+{
+	int fd = tcp_connect(AF_INET, "127.0.0.2", TEST_PORT);
+	double t0 = mono();
+
+	(void)arg;
+	if (fd < 0)
+		return 2;                     /* held, not refused */
+	if (read_line(fd, sh->reply[1], sizeof(sh->reply[1]), 5000) < 0)
+		return 3;
+	sh->err[1] = (int)((mono() - t0) * 1000);
+	close(fd);
+	return 0;
+}
+
+static void test_wait_expiry(void **state)
+{
+	struct crowd first = { 1, AF_INET, 3000, "127.0.0.2" };
+	struct server srv = { 0 };
+	pid_t holder;
+
+	(void)state;
+	env_config(&E, QCONF(1, "1s", "127.0.0.2/32"));
+	assert_int_equal(env_daemon(&E, "--log /dev/null", true), 0);
+	assert_int_equal(server_start(&srv, AF_INET, "127.0.0.2"), 0);
+	holder = env_spawn(&E, child_crowd, &first);
+	for (int i = 0; i < 200 && !sh->norder; i++)
+		usleep(10000);
+	assert_int_equal(sh->norder, 1);
+	assert_int_equal(env_wait(&E, env_spawn(&E, child_expire, NULL)), 0);
+	print_message("expiry after %d ms: %s", sh->err[1], sh->reply[1]);
+	assert_true(sh->err[1] >= 800);
+	assert_non_null(strstr(sh->reply[1], "421 4.4.5 smtpgov: held this connection"));
+	assert_int_equal(env_group(&E, "lo")->queue_timeouts, 1);
+	assert_int_equal(env_wait(&E, holder), 0);
+	assert_int_equal(sh->ok[0], 1);
+	server_stop(&srv);
+}
+
+/* --- the daemon dies: over-cap connects are refused again, quickly --- */
+
+static int child_probe(void *arg)
+{
+	int *ms = arg;
+	double t0 = mono();
+
+	/* the first connect takes the only slot and stays open */
+	if (tcp_connect(AF_INET, "127.0.0.2", TEST_PORT) < 0)
+		return 2;
+	for (;;) {
+		int fd = tcp_connect(AF_INET, "127.0.0.2", TEST_PORT);
+
+		if (fd == -EPERM) {
+			*ms = (int)((mono() - t0) * 1000);
+			return 0;
+		}
+		if (fd >= 0)
+			close(fd);
+		if (mono() - t0 > 5)
+			return 3;
+		usleep(2000);
+	}
+}
+
+static void test_daemon_gone_refuses(void **state)
+{
+	struct server srv = { 0 };
+	int *ms = (int *)&sh->err[0];
+	pid_t pid;
+
+	(void)state;
+	env_config(&E, QCONF(1, "30s", "127.0.0.2/32"));
+	assert_int_equal(env_daemon(&E, "--log /dev/null", true), 0);
+	assert_int_equal(server_start(&srv, AF_INET, "127.0.0.2"), 0);
+	assert_int_equal(env_daemon_stop(&E, SIGKILL), -1);
+	pid = env_spawn(&E, child_probe, ms);
+	assert_int_equal(env_wait(&E, pid), 0);
+	print_message("daemon killed: over-cap connect refused after %d ms\n", *ms);
+	assert_true(*ms < 1000);
+	server_stop(&srv);
+}
+
+/* --- bytes pass both ways untouched (what STARTTLS needs) --- */
+
+static int child_bulk(void *arg)
+{
+	static unsigned char out[1 << 20], in[1 << 20];
+	size_t got = 0, sent = 0;
+	char line[128];
+	int fd = tcp_connect(AF_INET, "127.0.0.2", TEST_PORT);
+
+	(void)arg;
+	if (fd < 0 || read_line(fd, line, sizeof(line), 5000) < 0)
+		return 2;
+	srand(42);
+	for (size_t i = 0; i < sizeof(out); i++)
+		out[i] = (unsigned char)(rand() & 0xff);
+	for (size_t i = 0; i < sizeof(out); i++)   /* keep clear of the server's commands */
+		if (out[i] == 'H' || out[i] == 'Q')
+			out[i] = 'x';
+	while (got < sizeof(in)) {
+		struct pollfd p = { .fd = fd, .events = POLLIN | (sent < sizeof(out) ? POLLOUT : 0) };
+
+		if (poll(&p, 1, 5000) <= 0)
+			return 3;
+		if (p.revents & POLLOUT) {
+			ssize_t n = write(fd, out + sent, sizeof(out) - sent > 4096 ? 4096 : sizeof(out) - sent);
+
+			if (n > 0)
+				sent += (size_t)n;
+		}
+		if (p.revents & POLLIN) {
+			ssize_t n = read(fd, in + got, sizeof(in) - got);
+
+			if (n <= 0)
+				return 4;
+			got += (size_t)n;
+		}
+	}
+	close(fd);
+	return memcmp(in, out, sizeof(in)) ? 5 : 0;
+}
+
+static void test_bytes_intact(void **state)
+{
+	struct crowd hold = { 1, AF_INET, 2000, "127.0.0.2" };
+	struct server srv = { 0 };
+	pid_t holder;
+
+	(void)state;
+	env_config(&E, QCONF(1, "30s", "127.0.0.2/32"));
+	assert_int_equal(env_daemon(&E, "--log /dev/null", true), 0);
+	assert_int_equal(server_start(&srv, AF_INET, "127.0.0.2"), 0);
+	holder = env_spawn(&E, child_crowd, &hold);   /* takes the slot for 2 s */
+	for (int i = 0; i < 200 && !sh->norder; i++)
+		usleep(10000);
+	/* this one is queued, then relayed: 1 MiB each way must arrive intact */
+	assert_int_equal(env_wait(&E, env_spawn(&E, child_bulk, NULL)), 0);
+	assert_true(env_group(&E, "lo")->queued >= 1);
+	env_wait(&E, holder);
+	server_stop(&srv);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_queue_v4, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_queue_v4_mapped, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_queue_v6, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wait_expiry, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_daemon_gone_refuses, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bytes_intact, setup, teardown),
+	};
+
+	if (geteuid() != 0) {
+		fprintf(stderr, "test_queue: needs root\n");
+		return 77;
+	}
+	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (sh == MAP_FAILED)
+		return 1;
+	return cmocka_run_group_tests_name("queue verdict", tests, NULL, NULL);
+}

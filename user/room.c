@@ -1,0 +1,681 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause
+/*
+ * The waiting room (see room.h): one epoll loop, no thread per connection.
+ * A held connection is a `struct conn`; it moves WAITING -> CONNECTING ->
+ * RELAYING and is freed when both directions are finished.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include "log.h"
+#include "room.h"
+
+#define BUF 16384
+#define SAMPLES 256
+#define TICK_MS 100
+
+enum state { WAITING, CONNECTING, RELAYING };
+
+struct pipe_buf {
+	char data[BUF];
+	size_t off, len;
+	bool eof;              /* the reading side ended */
+	bool shut;             /* the writing side was shut down */
+};
+
+struct conn {
+	enum state state;
+	int group;
+	int cfd, ufd;          /* client (MTA) and upstream */
+	struct sockaddr_storage dst;
+	socklen_t dstlen;
+	uint64_t since_ms;
+	struct pipe_buf up, down;   /* client->upstream, upstream->client */
+	struct conn *next;     /* FIFO of a group while WAITING */
+	struct sg_room *owner;
+};
+
+struct queue {
+	struct conn *head, *tail;
+	uint32_t n;
+	uint32_t samples[SAMPLES];  /* recent queue times, ms */
+	uint32_t nsamples, next;
+};
+
+struct sg_room {
+	struct sg_kernel *k;
+	const struct sg_config *cfg;
+	struct sg_loop *loop;
+	int lfd4, lfd6, tick_fd;
+	bool ticking;
+	uint16_t port;
+	struct ring_buffer *wake;
+	struct bpf_link *links[3];
+	char cgroup[PATH_MAX];      /* our own governed cgroup, "" if none made */
+	char parent[PATH_MAX];
+	struct queue q[SG_MAX_GROUPS];
+	uint32_t wait_s[SG_MAX_GROUPS];
+	char name[SG_MAX_GROUPS][SG_NAME_LEN + 1];
+};
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void publish(struct sg_room *r, int g)
+{
+	struct sg_group *grp = &r->k->groups[g];
+	struct queue *q = &r->q[g];
+
+	__atomic_store_n(&grp->waiting, q->n, __ATOMIC_RELEASE);
+	__atomic_store_n(&grp->wait_oldest_ms,
+			 q->head ? (uint32_t)(now_ms() - q->head->since_ms) : 0, __ATOMIC_RELAXED);
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+static void sample(struct sg_room *r, int g, uint32_t ms)
+{
+	struct queue *q = &r->q[g];
+	uint32_t s[SAMPLES];
+	struct sg_group *grp = &r->k->groups[g];
+
+	q->samples[q->next] = ms;
+	q->next = (q->next + 1) % SAMPLES;
+	if (q->nsamples < SAMPLES)
+		q->nsamples++;
+	memcpy(s, q->samples, q->nsamples * sizeof(s[0]));
+	qsort(s, q->nsamples, sizeof(s[0]), cmp_u32);
+	grp->wait_p50_ms = s[q->nsamples * 50 / 100];
+	grp->wait_p90_ms = s[q->nsamples * 90 / 100];
+	grp->wait_p99_ms = s[q->nsamples * 99 / 100];
+}
+
+static void conn_free(struct conn *c)
+{
+	struct sg_room *r = c->owner;
+
+	if (c->cfd >= 0) {
+		sg_loop_del(r->loop, c->cfd);
+		close(c->cfd);
+	}
+	if (c->ufd >= 0) {
+		sg_loop_del(r->loop, c->ufd);
+		close(c->ufd);
+	}
+	free(c);
+}
+
+static void unqueue(struct conn *c)
+{
+	struct queue *q = &c->owner->q[c->group];
+	struct conn **pp = &q->head, *prev = NULL;
+
+	for (; *pp; prev = *pp, pp = &(*pp)->next)
+		if (*pp == c) {
+			*pp = c->next;
+			if (q->tail == c)
+				q->tail = prev;
+			q->n--;
+			break;
+		}
+	c->next = NULL;
+	publish(c->owner, c->group);
+}
+
+/* Epoll interest of each side from the buffers: read when there is room,
+ * write when there is something to write. */
+static void rearm(struct conn *c)
+{
+	uint32_t ce = 0, ue = 0;
+
+	if (!c->up.eof && c->up.len == 0)
+		ce |= EPOLLIN;
+	if (c->down.len)
+		ce |= EPOLLOUT;
+	if (!c->down.eof && c->down.len == 0)
+		ue |= EPOLLIN;
+	if (c->up.len)
+		ue |= EPOLLOUT;
+	sg_loop_mod(c->owner->loop, c->cfd, ce | EPOLLRDHUP);
+	sg_loop_mod(c->owner->loop, c->ufd, ue | EPOLLRDHUP);
+}
+
+/* Move bytes from `from` through b to `to`. -1: the session is over. */
+static int pump(int from, int to, struct pipe_buf *b, bool can_read)
+{
+	if (can_read && !b->eof && b->len == 0) {
+		ssize_t n = read(from, b->data, sizeof(b->data));
+
+		if (n > 0) {
+			b->off = 0;
+			b->len = (size_t)n;
+		} else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+			b->eof = true;
+		}
+	}
+	while (b->len) {
+		ssize_t n = write(to, b->data + b->off, b->len);
+
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				break;
+			return -1;
+		}
+		b->off += (size_t)n;
+		b->len -= (size_t)n;
+	}
+	/* Pass a finished direction on as a half-close, so that the other
+	 * side can end its session (SMTP QUIT) before we let go. */
+	if (b->eof && !b->len && !b->shut) {
+		shutdown(to, SHUT_WR);
+		b->shut = true;
+	}
+	return 0;
+}
+
+static int on_relay(void *arg, uint32_t events, bool client)
+{
+	struct conn *c = arg;
+	bool in = events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR);
+
+	if (pump(c->cfd, c->ufd, &c->up, client && in) ||
+	    pump(c->ufd, c->cfd, &c->down, !client && in) ||
+	    (c->up.shut && c->down.shut)) {
+		conn_free(c);
+		return 0;
+	}
+	/* A write side may have freed room: try the other direction too. */
+	if (pump(c->cfd, c->ufd, &c->up, false) || pump(c->ufd, c->cfd, &c->down, false)) {
+		conn_free(c);
+		return 0;
+	}
+	rearm(c);
+	return 0;
+}
+
+static int on_client(void *arg, uint32_t events)
+{
+	struct conn *c = arg;
+
+	if (c->state == WAITING) {
+		/* The MTA gave up while waiting (it sends nothing before the
+		 * greeting, so readable means EOF or reset). */
+		if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+			unqueue(c);
+			conn_free(c);
+		}
+		return 0;
+	}
+	if (c->state == CONNECTING)
+		return 0;
+	return on_relay(arg, events, true);
+}
+
+static int on_upstream(void *arg, uint32_t events)
+{
+	struct conn *c = arg;
+
+	if (c->state == CONNECTING) {
+		int err = 0;
+		socklen_t len = sizeof(err);
+
+		getsockopt(c->ufd, SOL_SOCKET, SO_ERROR, &err, &len);
+		if (err || (events & (EPOLLERR | EPOLLHUP))) {
+			pr_debug("waiting room: upstream connect for %s: %s", c->owner->name[c->group],
+				 strerror(err ? err : ECONNRESET));
+			conn_free(c);
+			return 0;
+		}
+		c->state = RELAYING;
+		rearm(c);
+		return 0;
+	}
+	return on_relay(arg, events, false);
+}
+
+/* Connect the head of a group's queue upstream while the kernel admits. */
+static void admit(struct sg_room *r, int g)
+{
+	struct queue *q = &r->q[g];
+	uint32_t mark = SG_ROOM_MARK;
+
+	while (q->head) {
+		struct conn *c = q->head;
+		int fd = socket(c->dst.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+		if (fd < 0)
+			return;
+		setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark));
+		if (connect(fd, (struct sockaddr *)&c->dst, c->dstlen) && errno != EINPROGRESS) {
+			int err = errno;
+
+			close(fd);
+			if (err == EPERM)
+				return;            /* no free slot: keep waiting */
+			pr_debug("waiting room: upstream connect for %s: %s", r->name[g], strerror(err));
+			unqueue(c);
+			conn_free(c);
+			continue;
+		}
+		unqueue(c);
+		sample(r, g, (uint32_t)(now_ms() - c->since_ms));
+		c->ufd = fd;
+		c->state = CONNECTING;
+		if (sg_loop_add(r->loop, fd, EPOLLOUT, on_upstream, c)) {
+			conn_free(c);
+			continue;
+		}
+		sg_loop_mod(r->loop, c->cfd, EPOLLRDHUP);
+	}
+}
+
+static void expire(struct sg_room *r, int g, uint64_t now)
+{
+	struct queue *q = &r->q[g];
+	char reply[256];
+
+	while (q->head && now - q->head->since_ms >= (uint64_t)r->wait_s[g] * 1000) {
+		struct conn *c = q->head;
+		int n = snprintf(reply, sizeof(reply), SG_ROOM_TIMEOUT_REPLY, r->wait_s[g], r->name[g]);
+
+		if (write(c->cfd, reply, (size_t)n) != n) {
+			/* the client is gone; nothing to tell */
+		}
+		__atomic_fetch_add(&r->k->groups[g].queue_timeouts, 1, __ATOMIC_RELAXED);
+		unqueue(c);
+		conn_free(c);
+	}
+}
+
+static void set_ticking(struct sg_room *r)
+{
+	bool want = false;
+	struct itimerspec its = { 0 };
+
+	for (int g = 0; g < SG_MAX_GROUPS && !want; g++)
+		want = r->q[g].n > 0;
+	if (want == r->ticking)
+		return;
+	if (want)
+		its.it_interval.tv_nsec = its.it_value.tv_nsec = TICK_MS * 1000000L;
+	timerfd_settime(r->tick_fd, 0, &its, NULL);
+	r->ticking = want;
+}
+
+/* While anybody waits: expire, and admit (a cap may have been raised). */
+static int on_tick(void *arg, uint32_t events)
+{
+	struct sg_room *r = arg;
+	uint64_t ticks, now = now_ms();
+
+	(void)events;
+	if (read(r->tick_fd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
+		return 0;
+	for (int g = 0; g < SG_MAX_GROUPS; g++) {
+		if (!r->q[g].n)
+			continue;
+		expire(r, g, now);
+		admit(r, g);
+		publish(r, g);
+	}
+	set_ticking(r);
+	return 0;
+}
+
+static int on_wakeup(void *ctx, void *data, size_t len)
+{
+	struct sg_room *r = ctx;
+	const struct sg_wakeup *w = data;
+
+	if (len >= sizeof(*w) && w->group < SG_MAX_GROUPS)
+		admit(r, (int)w->group);
+	return 0;
+}
+
+static int on_wake_fd(void *arg, uint32_t events)
+{
+	struct sg_room *r = arg;
+
+	(void)events;
+	ring_buffer__consume(r->wake);
+	set_ticking(r);
+	return 0;
+}
+
+static void pending_key(const struct sockaddr_storage *peer, struct sg_pending_key *key)
+{
+	memset(key, 0, sizeof(*key));
+	if (peer->ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)peer;
+
+		key->addr[10] = key->addr[11] = 0xff;
+		memcpy(key->addr + 12, &a->sin_addr, 4);
+		key->port = ntohs(a->sin_port);
+	} else {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)peer;
+
+		memcpy(key->addr, &a->sin6_addr, 16);
+		key->port = ntohs(a->sin6_port);
+	}
+}
+
+static void pending_dst(const struct sg_pending *p, struct sockaddr_storage *dst, socklen_t *len)
+{
+	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+	memset(dst, 0, sizeof(*dst));
+	if (!memcmp(p->addr, mapped, 12)) {
+		struct sockaddr_in *a = (struct sockaddr_in *)dst;
+
+		a->sin_family = AF_INET;
+		a->sin_port = htons(p->port);
+		memcpy(&a->sin_addr, p->addr + 12, 4);
+		*len = sizeof(*a);
+	} else {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)dst;
+
+		a->sin6_family = AF_INET6;
+		a->sin6_port = htons(p->port);
+		memcpy(&a->sin6_addr, p->addr, 16);
+		*len = sizeof(*a);
+	}
+}
+
+static int on_accept(void *arg, uint32_t events)
+{
+	struct sg_room *r = arg;
+	int lfd = -1;
+
+	(void)events;
+	/* Both listeners share this handler: try each. */
+	for (int i = 0; i < 2; i++) {
+		lfd = i ? r->lfd6 : r->lfd4;
+		if (lfd < 0)
+			continue;
+		for (;;) {
+			struct sockaddr_storage peer;
+			socklen_t plen = sizeof(peer);
+			struct sg_pending_key key;
+			struct sg_pending p;
+			struct conn *c;
+			int fd = accept4(lfd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+			if (fd < 0)
+				break;
+			pending_key(&peer, &key);
+			if (bpf_map_lookup_and_delete_elem(r->k->pending_fd, &key, &p) ||
+			    p.group >= SG_MAX_GROUPS || !(c = calloc(1, sizeof(*c)))) {
+				/* Not sent by the kernel: nobody else may use us as a relay. */
+				close(fd);
+				continue;
+			}
+			c->owner = r;
+			c->cfd = fd;
+			c->ufd = -1;
+			c->group = (int)p.group;
+			c->since_ms = now_ms();
+			pending_dst(&p, &c->dst, &c->dstlen);
+			if (sg_loop_add(r->loop, fd, EPOLLIN | EPOLLRDHUP, on_client, c)) {
+				close(fd);
+				free(c);
+				continue;
+			}
+			struct queue *q = &r->q[c->group];
+
+			if (q->tail)
+				q->tail->next = c;
+			else
+				q->head = c;
+			q->tail = c;
+			q->n++;
+			publish(r, c->group);
+			admit(r, c->group);
+		}
+	}
+	set_ticking(r);
+	return 0;
+}
+
+static int listen_on(int family, const char *addr, uint16_t port)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int one = 1, fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -errno;
+	memset(&ss, 0, sizeof(ss));
+	if (family == AF_INET) {
+		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+
+		a->sin_family = AF_INET;
+		a->sin_port = htons(port);
+		inet_pton(AF_INET, addr, &a->sin_addr);
+		len = sizeof(*a);
+	} else {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+
+		a->sin6_family = AF_INET6;
+		a->sin6_port = htons(port);
+		inet_pton(AF_INET6, addr, &a->sin6_addr);
+		len = sizeof(*a);
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, len) || listen(fd, 4096)) {
+		int r = -errno;
+
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+static int local_port(int fd)
+{
+	struct sockaddr_in a;
+	socklen_t len = sizeof(a);
+
+	return getsockname(fd, (struct sockaddr *)&a, &len) ? -errno : ntohs(a.sin_port);
+}
+
+static int write_pid(const char *cgroup)
+{
+	char path[PATH_MAX + 16], pid[32];
+	int fd, n, r = 0;
+
+	snprintf(path, sizeof(path), "%s/cgroup.procs", cgroup);
+	n = snprintf(pid, sizeof(pid), "%d", getpid());
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write(fd, pid, (size_t)n) != n)
+		r = -errno;
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
+/*
+ * Govern our own upstream connects: unless we already run inside the
+ * governed cgroup, move into a cgroup of our own below the one we were
+ * started in (the unit's cgroup under systemd) and attach the hooks there.
+ */
+static int govern_self(struct sg_room *r)
+{
+	char line[PATH_MAX], err[512];
+	const char *root = sg_cgroup2_root();
+	FILE *fp = fopen("/proc/self/cgroup", "re");
+	int ret;
+
+	r->parent[0] = '\0';
+	if (!fp)
+		return -errno;
+	while (fgets(line, sizeof(line), fp))
+		if (!strncmp(line, "0::", 3)) {
+			line[strcspn(line, "\n")] = '\0';
+			snprintf(r->parent, sizeof(r->parent), "%s%s", root,
+				 strcmp(line + 3, "/") ? line + 3 : "");
+		}
+	fclose(fp);
+	if (!r->parent[0])
+		return -ENOENT;
+	size_t n = strlen(r->k->cgroup_path);
+	if (n && !strncmp(r->parent, r->k->cgroup_path, n) &&
+	    (r->parent[n] == '\0' || r->parent[n] == '/'))
+		return 0;   /* inside the governed tree already */
+	snprintf(r->cgroup, sizeof(r->cgroup), "%s/smtpgov-room.%d", r->parent, getpid());
+	if (mkdir(r->cgroup, 0755) && errno != EEXIST)
+		return -errno;
+	if ((ret = write_pid(r->cgroup)))
+		return ret;
+	ret = sg_kernel_attach_room(r->k, r->cgroup, r->links, err, sizeof(err));
+	if (ret)
+		pr_err("waiting room: %s", err);
+	return ret;
+}
+
+int sg_room_start(struct sg_room **out, struct sg_kernel *k, const struct sg_config *cfg,
+		  struct sg_loop *loop)
+{
+	struct sg_room *r = calloc(1, sizeof(*r));
+	struct sg_settings s;
+	__u32 zero = 0;
+	int ret, port;
+
+	if (!r)
+		return -ENOMEM;
+	r->k = k;
+	r->cfg = cfg;
+	r->loop = loop;
+	r->lfd4 = r->lfd6 = r->tick_fd = -1;
+	for (int g = 0; g < SG_MAX_GROUPS; g++) {
+		memcpy(r->name[g], k->groups[g].name, SG_NAME_LEN);
+		int ci = sg_config_group(cfg, r->name[g]);
+
+		r->wait_s[g] = ci >= 0 ? cfg->groups[ci].queue_wait : 120;
+		k->groups[g].waiting = 0;
+	}
+	if ((ret = govern_self(r))) {
+		pr_err("waiting room: cannot govern its own connects: %s", strerror(-ret));
+		goto fail;
+	}
+	/* One port on 127.0.0.1 and ::1 (an IPv6-less host gets IPv4 only). */
+	for (int tries = 0; tries < 16; tries++) {
+		r->lfd4 = listen_on(AF_INET, "127.0.0.1", 0);
+		if (r->lfd4 < 0) {
+			ret = r->lfd4;
+			goto fail;
+		}
+		port = local_port(r->lfd4);
+		r->lfd6 = listen_on(AF_INET6, "::1", (uint16_t)port);
+		if (r->lfd6 >= 0 || r->lfd6 != -EADDRINUSE)
+			break;
+		close(r->lfd4);
+		r->lfd4 = -1;
+	}
+	r->port = (uint16_t)port;
+	r->tick_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	r->wake = ring_buffer__new(k->wakeups_fd, on_wakeup, r, NULL);
+	if (r->tick_fd < 0 || !r->wake) {
+		ret = -errno;
+		goto fail;
+	}
+	ring_buffer__consume(r->wake);     /* stale wakeups of a previous daemon */
+	if ((ret = sg_loop_add(loop, r->lfd4, EPOLLIN, on_accept, r)) ||
+	    (r->lfd6 >= 0 && (ret = sg_loop_add(loop, r->lfd6, EPOLLIN, on_accept, r))) ||
+	    (ret = sg_loop_add(loop, r->tick_fd, EPOLLIN, on_tick, r)) ||
+	    (ret = sg_loop_add(loop, ring_buffer__epoll_fd(r->wake), EPOLLIN, on_wake_fd, r)))
+		goto fail;
+	/* Open the doors last: the listener in the sockmap, then the port. */
+	__u64 lfd = (__u64)r->lfd4;
+
+	if (bpf_map_update_elem(k->room_fd, &zero, &lfd, BPF_ANY) ||
+	    bpf_map_lookup_elem(k->settings_fd, &zero, &s)) {
+		ret = -errno;
+		goto fail;
+	}
+	s.room_port = r->port;
+	s.room_mark = SG_ROOM_MARK;
+	if (bpf_map_update_elem(k->settings_fd, &zero, &s, BPF_ANY)) {
+		ret = -errno;
+		goto fail;
+	}
+	pr_info("waiting room on 127.0.0.1 and ::1 port %u%s%s", r->port,
+		r->cgroup[0] ? ", its connects governed in " : "", r->cgroup);
+	*out = r;
+	return 0;
+fail:
+	sg_room_stop(r);
+	return ret;
+}
+
+void sg_room_stop(struct sg_room *r)
+{
+	struct sg_settings s;
+	__u32 zero = 0;
+
+	if (!r)
+		return;
+	/* Close the doors first: from now on over-cap connects are refused. */
+	bpf_map_delete_elem(r->k->room_fd, &zero);
+	if (!bpf_map_lookup_elem(r->k->settings_fd, &zero, &s) && s.room_port == r->port) {
+		s.room_port = 0;
+		bpf_map_update_elem(r->k->settings_fd, &zero, &s, BPF_ANY);
+	}
+	for (int g = 0; g < SG_MAX_GROUPS; g++) {
+		while (r->q[g].head) {
+			struct conn *c = r->q[g].head;
+			char reply[256];
+			int n = snprintf(reply, sizeof(reply), SG_ROOM_TIMEOUT_REPLY,
+					 (unsigned)((now_ms() - c->since_ms) / 1000), r->name[g]);
+
+			if (write(c->cfd, reply, (size_t)n) != n) {
+				/* the client is gone */
+			}
+			unqueue(c);
+			conn_free(c);
+		}
+		r->k->groups[g].waiting = 0;
+	}
+	if (r->lfd4 >= 0) {
+		sg_loop_del(r->loop, r->lfd4);
+		close(r->lfd4);
+	}
+	if (r->lfd6 >= 0) {
+		sg_loop_del(r->loop, r->lfd6);
+		close(r->lfd6);
+	}
+	if (r->tick_fd >= 0) {
+		sg_loop_del(r->loop, r->tick_fd);
+		close(r->tick_fd);
+	}
+	if (r->wake) {
+		sg_loop_del(r->loop, ring_buffer__epoll_fd(r->wake));
+		ring_buffer__free(r->wake);
+	}
+	for (int i = 0; i < 3; i++)
+		bpf_link__destroy(r->links[i]);
+	if (r->cgroup[0] && !write_pid(r->parent))
+		rmdir(r->cgroup);
+	free(r);
+}
