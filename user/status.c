@@ -69,16 +69,28 @@ int sg_status_print(FILE *fp, struct sg_kernel *k, bool json)
 			sg_json_str(fp, name);
 			fprintf(fp, ",\"active\":%s,\"cap\":%u,\"min_cap\":%u,\"max_cap\":%u,\"live\":%d,"
 				"\"admitted\":%llu,\"refused\":%llu,\"ranges4\":%u,\"ranges6\":%u,"
-				"\"verdict\":\"%s\",\"events_dropped\":%llu}",
+				"\"verdict\":\"%s\",\"events_dropped\":%llu,\"waiting\":%u,"
+				"\"queue_max\":%u,\"queued\":%llu,\"queue_timeouts\":%llu,"
+				"\"wait_oldest_ms\":%u,\"wait_p50_ms\":%u,\"wait_p90_ms\":%u,"
+				"\"wait_p99_ms\":%u}",
 				active ? "true" : "false", g->cap, g->min_cap, g->max_cap, live,
 				(unsigned long long)g->admitted, (unsigned long long)g->refused,
 				n4[i], n6[i], sg_verdict_name(g->verdict),
-				(unsigned long long)g->events_dropped);
+				(unsigned long long)g->events_dropped, g->waiting, g->queue_max,
+				(unsigned long long)g->queued, (unsigned long long)g->queue_timeouts,
+				g->wait_oldest_ms, g->wait_p50_ms, g->wait_p90_ms, g->wait_p99_ms);
 		} else {
-			fprintf(fp, "%-16s %5u %5u %5d %5u %5u %5u %10llu %10llu  %s%s\n", name, n4[i],
+			fprintf(fp, "%-16s %5u %5u %5d %5u %5u %5u %10llu %10llu  %s", name, n4[i],
 				n6[i], live, g->cap, g->min_cap, g->max_cap,
 				(unsigned long long)g->admitted, (unsigned long long)g->refused,
-				sg_verdict_name(g->verdict), active ? "" : " (removed from config)");
+				sg_verdict_name(g->verdict));
+			if (g->verdict == SG_VERDICT_QUEUE)
+				fprintf(fp, " (waiting %u, oldest %u ms; queued %llu, timeouts %llu; "
+					"wait p50/p90/p99 %u/%u/%u ms)", g->waiting, g->wait_oldest_ms,
+					(unsigned long long)g->queued,
+					(unsigned long long)g->queue_timeouts, g->wait_p50_ms,
+					g->wait_p90_ms, g->wait_p99_ms);
+			fprintf(fp, "%s\n", active ? "" : " (removed from config)");
 		}
 		first = false;
 	}
@@ -102,7 +114,8 @@ static int on_event(void *ctx, void *data, size_t len)
 	const struct sg_event *e = data;
 	char addr[INET6_ADDRSTRLEN], when[64], name[SG_NAME_LEN + 1] = "?", comm[17];
 	struct timespec mono, real;
-	const char *kind = e->kind == SG_EV_REFUSED ? "refused" : "would-refuse";
+	const char *kind = e->kind == SG_EV_REFUSED ? "refused" :
+			   e->kind == SG_EV_QUEUED ? "queued" : "would-refuse";
 	int64_t ns;
 	time_t secs;
 	struct tm tm;
