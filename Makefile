@@ -35,7 +35,7 @@ TEST_HELPERS := $(patsubst %.c,$(OUT)/%.o,$(wildcard tests/lib/*.c))
 TOOL_BINS := $(patsubst tests/tools/%.c,$(OUT)/%,$(wildcard tests/tools/*.c))
 BENCH_BINS := $(patsubst bench/%.c,$(OUT)/bench/%,$(wildcard bench/*.c))
 
-.PHONY: all clean deps check check-unit check-bpf check-e2e bench install demo
+.PHONY: all clean deps check check-unit check-bpf check-e2e bench bench-campaign install demo
 .DELETE_ON_ERROR:
 
 all: $(OUT)/smtpgov $(TOOL_BINS)
@@ -103,6 +103,14 @@ check-e2e: all
 
 bench: all $(BENCH_BINS)
 	$(Q)for b in $(BENCH_BINS); do $$b || exit 1; done
+
+# The campaign against simulated providers, run several ways (README: Benchmarks).
+bench-campaign: deps all
+	$(Q)bash bench/campaign.sh
+
+# A newcomer's first command: a governed Postfix against throttling providers.
+demo: deps all
+	$(Q)bash tests/e2e/demo.sh
 
 install: $(OUT)/smtpgov
 	install -D -m 0755 $(OUT)/smtpgov $(DESTDIR)$(PREFIX)/sbin/smtpgov
