@@ -193,4 +193,21 @@ static inline int sg_event_due(__u64 last, __u64 now, __u64 interval)
 	return last == 0 || now - last >= interval;
 }
 
+/*
+ * `feedback`: BPF_MAP_TYPE_ARRAY of SG_MAX_GROUPS entries, key = group slot
+ * (as in `groups`). No BPF program uses it: the daemon's log feedback
+ * (user/feedback.c) creates and pins it, and `smtpgov status` reads it. It
+ * says what the feedback loop saw and did; `smtpgov unload` removes it with
+ * the other pins.
+ */
+#define SG_FEEDBACK_REASON_LEN 96
+
+struct sg_feedback {
+	__u64 signals;         /* throttle signals attributed to the group */
+	__u64 last_change;     /* unix seconds of the last cap change, 0 = none */
+	__u32 cap_from;        /* that change */
+	__u32 cap_to;
+	char  reason[SG_FEEDBACK_REASON_LEN]; /* "rule gmail-421-4.4.5, queue id ABC123" */
+};
+
 #endif /* SMTPGOV_H */

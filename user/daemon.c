@@ -8,6 +8,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 #include "daemon.h"
+#include "feedback.h"
 #include "log.h"
 #include "room.h"
 
@@ -78,8 +79,11 @@ int sg_daemon_run(struct sg_kernel *k, const struct sg_config *cfg,
 		goto out;
 	if (needs_room(cfg) && (r = sg_room_start(&d.room, k, cfg, &d.loop)))
 		goto out;
+	if ((r = sg_feedback_start(&d)))   /* follow the MTA log, learn caps */
+		goto out;
 	r = sg_loop_run(&d.loop);
 out:
+	sg_feedback_stop(&d);
 	sg_room_stop(d.room);
 	if (r)
 		pr_err("daemon: %s", strerror(-r));

@@ -14,7 +14,7 @@
 #include "room.h"
 
 struct sg_daemon_opts {
-	const char *log;          /* MTA log: a file, "-" or "journal"; NULL = none */
+	const char *log;          /* MTA log: a file, "-" or "journal"; NULL = [global] log */
 	uint32_t recount_ms;      /* drift recount period */
 };
 
@@ -25,6 +25,7 @@ struct sg_daemon {
 	struct sg_loop loop;
 	int sig_fd, recount_fd;
 	struct sg_room *room;     /* waiting room, when a group queues */
+	struct sg_fb *fb;         /* log feedback (feedback.c), NULL when off */
 };
 
 /* Run until SIGINT/SIGTERM (0) or an error (negative errno, logged). */

@@ -12,12 +12,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include "cidr.h"
 #include "config.h"
 #include "daemon.h"
 #include "kernel.h"
 #include "log.h"
+#include "parse.h"
+#include "replay.h"
 #include "status.h"
 
 #define SG_VERSION "0.1.0"
@@ -261,6 +264,61 @@ static int cmd_events(const struct cmd *c, const char *const *v, char **pos, int
 	return r ? fail(r, "events") : 0;
 }
 
+/* Shared by parse and replay: config and log format. */
+static int offline_setup(const struct cmd *c, const char *config, const char *format,
+			 struct sg_config **cfg, int *fmt)
+{
+	*fmt = format ? sg_format_parse(format) : SG_FMT_AUTO;
+	if (*fmt < 0)
+		return usage_error(c, "bad --format '%s': want postfix, exim or auto", format);
+	if (!(*cfg = calloc(1, sizeof(**cfg))))
+		return fail(-ENOMEM, c->name);
+	if (load_config(config, *cfg)) {
+		free(*cfg);
+		return EXIT_FAILURE;
+	}
+	return 0;
+}
+
+static int cmd_parse(const struct cmd *c, const char *const *v, char **pos, int npos)
+{
+	enum { O_CONFIG, O_FORMAT };
+	struct sg_config *cfg;
+	int fmt, r;
+
+	(void)pos; (void)npos;
+	if ((r = offline_setup(c, v[O_CONFIG], v[O_FORMAT], &cfg, &fmt)))
+		return r;
+	r = sg_parse_run(stdin, stdout, cfg, fmt, (int64_t)time(NULL));
+	sg_config_free(cfg);
+	free(cfg);
+	return r ? fail(r, "parse") : 0;
+}
+
+static int cmd_replay(const struct cmd *c, const char *const *v, char **pos, int npos)
+{
+	enum { O_CONFIG, O_FORMAT, O_CSV };
+	struct sg_config *cfg;
+	FILE *in = stdin;
+	int fmt, r;
+
+	(void)npos;
+	if ((r = offline_setup(c, v[O_CONFIG], v[O_FORMAT], &cfg, &fmt)))
+		return r;
+	if (strcmp(pos[0], "-") && !(in = fopen(pos[0], "re"))) {
+		pr_err("replay: %s: %s", pos[0], strerror(errno));
+		sg_config_free(cfg);
+		free(cfg);
+		return EXIT_FAILURE;
+	}
+	r = sg_replay_run(in, stdout, cfg, fmt, (int64_t)time(NULL), v[O_CSV] != NULL);
+	if (in != stdin)
+		fclose(in);
+	sg_config_free(cfg);
+	free(cfg);
+	return r ? fail(r, "replay") : 0;
+}
+
 static const struct cmd cmds[] = {
 	{ "load", "", "attach to the MTA's cgroup (or adopt the pinned instance), then follow the MTA log",
 	  { { "cgroup", "PATH", "cgroup v2 directory of the MTA (required)" },
@@ -281,6 +339,15 @@ static const struct cmd cmds[] = {
 	  1, 1, false, cmd_lookup },
 	{ "events", "", "stream refusal events (time, pid, comm, destination, group, live/cap)",
 	  { { "json", NULL, "one JSON object per event" } }, 0, 0, true, cmd_events },
+	{ "parse", "", "read an MTA log on standard input, print one JSON object per delivery event",
+	  { { "config", "FILE", "INI config (default: the built-in groups)" },
+	    { "format", "F", "postfix, exim or auto (default: auto, per line)" } },
+	  0, 0, false, cmd_parse },
+	{ "replay", "LOG", "run the controller over a historical log (- for stdin): cap timeline per group",
+	  { { "config", "FILE", "INI config (default: the built-in groups)" },
+	    { "format", "F", "postfix, exim or auto (default: auto, per line)" },
+	    { "csv", NULL, "one CSV row per change: time,group,from,to,reason" } },
+	  1, 1, false, cmd_replay },
 };
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
 

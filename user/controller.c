@@ -1,0 +1,169 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause
+/* Per-group cap controller (see controller.h). */
+#include <stdio.h>
+#include <string.h>
+#include "controller.h"
+
+static void duration(uint32_t s, char *buf, size_t len)
+{
+	if (s && s % 86400 == 0)
+		snprintf(buf, len, "%ud", s / 86400);
+	else if (s && s % 3600 == 0)
+		snprintf(buf, len, "%uh", s / 3600);
+	else if (s && s % 60 == 0)
+		snprintf(buf, len, "%um", s / 60);
+	else
+		snprintf(buf, len, "%us", s);
+}
+
+static uint32_t clamp(const struct sg_group_conf *g, uint32_t cap)
+{
+	return cap < g->min_cap ? g->min_cap : cap > g->max_cap ? g->max_cap : cap;
+}
+
+/* One decrease step from cap. */
+static uint32_t decreased(const struct sg_group_conf *g, uint32_t cap)
+{
+	return clamp(g, (uint32_t)((double)cap * g->decrease));
+}
+
+void sg_ctl_init(struct sg_ctl *c, const struct sg_group_conf *conf, uint32_t cap, int64_t now)
+{
+	memset(c, 0, sizeof(*c));
+	c->conf = conf;
+	c->cap = clamp(conf, cap);
+	c->now = now;
+	c->last_decrease = INT64_MIN;
+	c->quiet_since = now;
+}
+
+void sg_ctl_restore_pause(struct sg_ctl *c, int64_t until, uint32_t resume_cap)
+{
+	c->cap = 0;
+	c->paused_until = until;
+	c->resume_cap = clamp(c->conf, resume_cap);
+	snprintf(c->pause_rule, sizeof(c->pause_rule), "restored");
+	c->pause_qid[0] = '\0';
+}
+
+int64_t sg_ctl_next_due(const struct sg_ctl *c)
+{
+	if (c->paused_until)
+		return c->paused_until;
+	if (c->cap < c->conf->max_cap)
+		return c->quiet_since + c->conf->increase_interval;
+	return INT64_MAX;
+}
+
+static bool change(struct sg_ctl *c, int64_t t, uint32_t to, struct sg_change *chg)
+{
+	chg->time = t;
+	chg->from = c->cap;
+	chg->to = to;
+	c->cap = to;
+	c->quiet_since = t;
+	c->clean = 0;
+	c->last = *chg;
+	return true;
+}
+
+static int64_t clock_at(struct sg_ctl *c, int64_t t)
+{
+	if (t > c->now)
+		c->now = t;
+	return c->now;
+}
+
+bool sg_ctl_advance(struct sg_ctl *c, int64_t t, struct sg_change *chg)
+{
+	int64_t due = sg_ctl_next_due(c);
+
+	t = clock_at(c, t);
+	if (due > t)
+		return false;
+	if (c->paused_until) {
+		c->paused_until = 0;
+		if (c->pause_qid[0])
+			snprintf(chg->reason, sizeof(chg->reason), "end of pause (rule %s, queue id %s)",
+				 c->pause_rule, c->pause_qid);
+		else
+			snprintf(chg->reason, sizeof(chg->reason), "end of pause (rule %s)", c->pause_rule);
+		return change(c, due, c->resume_cap, chg);
+	}
+	char d[16];
+
+	duration(c->conf->increase_interval, d, sizeof(d));
+	snprintf(chg->reason, sizeof(chg->reason), "clean for %s", d);
+	return change(c, due, c->cap + 1, chg);
+}
+
+static void signal_reason(char *buf, size_t len, const char *rule, const char *qid)
+{
+	if (qid && qid[0])
+		snprintf(buf, len, "rule %s, queue id %s", rule ? rule : "?", qid);
+	else
+		snprintf(buf, len, "rule %s", rule ? rule : "?");
+}
+
+bool sg_ctl_signal(struct sg_ctl *c, int64_t t, int action, const char *rule,
+		   const char *queue_id, struct sg_change *chg)
+{
+	const struct sg_group_conf *g = c->conf;
+
+	t = clock_at(c, t);
+	c->signals++;
+	c->quiet_since = t;
+	c->clean = 0;
+	if (c->paused_until)
+		return false;             /* the pause stands; it is not extended */
+	if (action == SG_ACTION_PAUSE && g->pause) {
+		c->resume_cap = decreased(g, c->cap);
+		c->paused_until = t + g->pause;
+		c->last_decrease = t;
+		snprintf(c->pause_rule, sizeof(c->pause_rule), "%s", rule ? rule : "?");
+		snprintf(c->pause_qid, sizeof(c->pause_qid), "%s", queue_id ? queue_id : "");
+		signal_reason(chg->reason, sizeof(chg->reason), rule, queue_id);
+		return change(c, t, 0, chg);
+	}
+	if (action != SG_ACTION_DECREASE && action != SG_ACTION_PAUSE)
+		return false;
+	if (c->last_decrease != INT64_MIN && t - c->last_decrease < (int64_t)g->cooldown)
+		return false;
+	c->last_decrease = t;
+	uint32_t to = decreased(g, c->cap);
+
+	if (to == c->cap)
+		return false;
+	signal_reason(chg->reason, sizeof(chg->reason), rule, queue_id);
+	return change(c, t, to, chg);
+}
+
+bool sg_ctl_delivered(struct sg_ctl *c, int64_t t, const char *queue_id, struct sg_change *chg)
+{
+	const struct sg_group_conf *g = c->conf;
+
+	t = clock_at(c, t);
+	if (c->paused_until)
+		return false;
+	if (c->clean < g->increase_after)
+		c->clean++;
+	if (c->clean < g->increase_after || c->cap >= g->max_cap)
+		return false;
+	if (queue_id && queue_id[0])
+		snprintf(chg->reason, sizeof(chg->reason), "%u clean deliveries, last queue id %s",
+			 g->increase_after, queue_id);
+	else
+		snprintf(chg->reason, sizeof(chg->reason), "%u clean deliveries", g->increase_after);
+	return change(c, t, c->cap + 1, chg);
+}
+
+void sg_ctl_follow(struct sg_ctl *c, uint32_t cap, int64_t t)
+{
+	t = clock_at(c, t);
+	c->cap = cap;
+	c->clean = 0;
+	c->quiet_since = t;
+	/* An operator's cap 0 is a pause without an end. */
+	c->paused_until = cap == 0 ? INT64_MAX : 0;
+	c->resume_cap = c->conf->min_cap;
+}

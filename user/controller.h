@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause */
+/*
+ * Per-group cap controller: AIMD with a pause. Pure: every call carries the
+ * time (the log line's timestamp, or the clock when no line comes), so
+ * `replay` over a historical log and the live daemon decide alike.
+ *
+ *  - decrease (concurrency/rate signal): cap = max(min_cap, cap * decrease),
+ *    at most once per cooldown, so one burst of deferrals is one decision;
+ *  - pause (pause-action signal): cap 0 for `pause` seconds, then resume at
+ *    max(min_cap, pre-pause cap * decrease): the pause says the cap in force
+ *    was too high, so it comes back one decrease lower, but what was learned
+ *    below it is kept (min_cap would throw it away and cost a long ramp);
+ *  - increase: +1 after `increase_after` clean deliveries, or after each
+ *    clean `increase_interval` (no signal, no change) up to max_cap. Never
+ *    more than +1 at a time; each step happens at the time it is due, even
+ *    when the caller only learns of the time later (a quiet log).
+ * The cap is always within [min_cap, max_cap], or 0 while paused.
+ */
+#ifndef SG_CONTROLLER_H
+#define SG_CONTROLLER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "config.h"
+
+#define SG_REASON_LEN 96
+
+struct sg_change {
+	int64_t time;            /* when it takes effect (unix s) */
+	uint32_t from, to;
+	char reason[SG_REASON_LEN]; /* "rule gmail-421-4.4.5, queue id ABC123" */
+};
+
+struct sg_ctl {
+	const struct sg_group_conf *conf;
+	uint32_t cap;            /* in force now; 0 while paused */
+	uint32_t resume_cap;     /* cap after the pause */
+	int64_t now;             /* latest time seen (times never go back) */
+	int64_t paused_until;    /* 0: not paused */
+	int64_t last_decrease;   /* INT64_MIN: never */
+	int64_t quiet_since;     /* last signal or change: the clean interval's start */
+	uint32_t clean;          /* clean deliveries since then */
+	uint64_t signals;        /* throttle signals seen */
+	char pause_rule[64];     /* what caused the pause, for the resume reason */
+	char pause_qid[32];
+	struct sg_change last;   /* last change; last.time 0 = none */
+};
+
+/* Start at cap (clamped into [min_cap, max_cap]; 0 is not a valid start). */
+void sg_ctl_init(struct sg_ctl *c, const struct sg_group_conf *conf, uint32_t cap, int64_t now);
+
+/* Resume a pause that was in force (restored state): cap 0 until `until`. */
+void sg_ctl_restore_pause(struct sg_ctl *c, int64_t until, uint32_t resume_cap);
+
+/*
+ * Apply what is due at or before t (end of a pause, clean intervals), one
+ * change per call: call until it returns false. t earlier than a time seen
+ * before counts as that time.
+ */
+bool sg_ctl_advance(struct sg_ctl *c, int64_t t, struct sg_change *chg);
+
+/* A throttle signal (action decrease or pause). Call sg_ctl_advance(t) first. */
+bool sg_ctl_signal(struct sg_ctl *c, int64_t t, int action, const char *rule,
+		   const char *queue_id, struct sg_change *chg);
+
+/* A clean delivery (status=sent). Call sg_ctl_advance(t) first. */
+bool sg_ctl_delivered(struct sg_ctl *c, int64_t t, const char *queue_id, struct sg_change *chg);
+
+/* When sg_ctl_advance next has something to do, or INT64_MAX if never. */
+int64_t sg_ctl_next_due(const struct sg_ctl *c);
+
+/* The cap was changed by someone else (`smtpgov set`): follow it. */
+void sg_ctl_follow(struct sg_ctl *c, uint32_t cap, int64_t t);
+
+#endif

@@ -1,0 +1,351 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause
+/* The daemon's log feedback (see feedback.h). */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include "feedback.h"
+#include "follow.h"
+#include "learn.h"
+#include "log.h"
+#include "state.h"
+
+struct sg_fb {
+	struct sg_daemon *d;
+	struct sg_learn learn;
+	struct sg_follow *follow;
+	const char *log;
+	int follow_fd;             /* in the loop, -1 once the input ended */
+	int timer_fd;              /* CLOCK_REALTIME, absolute, at the next due time */
+	int map_fd;                /* pinned `feedback` map, -1 if unavailable */
+	bool save_state;           /* false: the state path holds a foreign file */
+	bool dirty;                /* a cap changed since the last save */
+	int slot[SG_MAX_GROUPS];   /* config index -> kernel slot */
+	uint32_t written[SG_MAX_GROUPS]; /* last cap written, to notice `smtpgov set` */
+};
+
+int sg_feedback_map(const char *pin_dir, bool create)
+{
+	struct bpf_map_info info = { 0 };
+	__u32 len = sizeof(info);
+	char path[PATH_MAX];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/feedback", pin_dir);
+	fd = bpf_obj_get(path);
+	if (fd >= 0 && (bpf_obj_get_info_by_fd(fd, &info, &len) ||
+			info.value_size != sizeof(struct sg_feedback) ||
+			info.max_entries != SG_MAX_GROUPS)) {
+		close(fd);            /* an older layout: only the daemon rebuilds it */
+		if (!create)
+			return -EPROTO;
+		unlink(path);
+		fd = -1;
+	}
+	if (fd >= 0 || !create)
+		return fd >= 0 ? fd : -errno;
+	fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "sg_feedback", sizeof(__u32),
+			    sizeof(struct sg_feedback), SG_MAX_GROUPS, NULL);
+	if (fd < 0)
+		return -errno;
+	if (bpf_obj_pin(fd, path)) {
+		int r = -errno;
+
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+static void publish(struct sg_fb *fb, int g)
+{
+	const struct sg_ctl *c = &fb->learn.ctl[g];
+	struct sg_feedback v = { 0 };
+	__u32 key;
+
+	if (fb->map_fd < 0 || fb->slot[g] < 0)
+		return;
+	key = (__u32)fb->slot[g];
+	v.signals = c->signals;
+	if (c->last.time > 0) {
+		v.last_change = (__u64)c->last.time;
+		v.cap_from = c->last.from;
+		v.cap_to = c->last.to;
+		snprintf(v.reason, sizeof(v.reason), "%s", c->last.reason);
+	}
+	if (bpf_map_update_elem(fb->map_fd, &key, &v, BPF_ANY))
+		pr_debug("feedback map: %s", strerror(errno));
+}
+
+static void save(struct sg_fb *fb)
+{
+	const struct sg_config *cfg = fb->d->cfg;
+	struct sg_state *st;
+	int r;
+
+	if (!fb->save_state || !cfg->state[0])
+		return;
+	if (!(st = calloc(1, sizeof(*st))))
+		return;
+	for (unsigned i = 0; i < cfg->ngroups; i++) {
+		const struct sg_ctl *c = &fb->learn.ctl[i];
+		struct sg_state_group *g = &st->g[st->n++];
+
+		snprintf(g->name, sizeof(g->name), "%s", cfg->groups[i].name);
+		g->cap = c->cap;
+		g->resume_cap = c->resume_cap;
+		g->paused_until = c->paused_until == INT64_MAX ? 0 : c->paused_until;
+		if (c->paused_until == INT64_MAX)
+			g->cap = 0, g->resume_cap = cfg->groups[i].min_cap;
+		g->signals = c->signals;
+		g->changed = c->last.time;
+		snprintf(g->reason, sizeof(g->reason), "%s", c->last.reason);
+	}
+	if ((r = sg_state_save(cfg->state, st)))
+		pr_warn("state %s: %s (learned caps are not saved)", cfg->state, strerror(-r));
+	else
+		fb->dirty = false;
+	free(st);
+}
+
+static void on_change(void *arg, int g, const struct sg_change *chg)
+{
+	struct sg_fb *fb = arg;
+
+	if (fb->slot[g] >= 0) {
+		sg_kernel_set_cap(fb->d->k, fb->slot[g], chg->to);
+		fb->written[g] = chg->to;
+	}
+	fb->dirty = true;
+	pr_info("%s: cap %u -> %u (%s)", fb->d->cfg->groups[g].name, chg->from, chg->to, chg->reason);
+	publish(fb, g);
+}
+
+static void arm(struct sg_fb *fb)
+{
+	int64_t due = sg_learn_next_due(&fb->learn);
+	struct itimerspec its = { 0 };
+
+	if (due != INT64_MAX)   /* it_value 0 disarms: nothing is due */
+		its.it_value.tv_sec = due > 0 ? (time_t)due : 1;
+	timerfd_settime(fb->timer_fd, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+/* Someone ran `smtpgov set`: the controller goes on from that cap. */
+static void follow_kernel(struct sg_fb *fb, int g, int64_t now)
+{
+	uint32_t cap;
+
+	if (fb->slot[g] < 0)
+		return;
+	cap = __atomic_load_n(&fb->d->k->groups[fb->slot[g]].cap, __ATOMIC_ACQUIRE);
+	if (cap == fb->written[g])
+		return;
+	pr_info("%s: cap set to %u outside the controller; following it", fb->d->cfg->groups[g].name, cap);
+	sg_ctl_follow(&fb->learn.ctl[g], cap, now);
+	fb->written[g] = cap;
+}
+
+static int on_line(void *arg, const char *line, size_t len)
+{
+	struct sg_fb *fb = arg;
+	struct sg_learn_result res;
+	int64_t now = (int64_t)time(NULL), t;
+	uint64_t signals;
+	int g;
+
+	sg_parser_set_now(&fb->learn.parser, now);
+	if (!sg_learn_line(&fb->learn, line, len, &res))
+		return 0;
+	g = res.group;
+	if (g < 0)
+		return 0;
+	pr_debug("%s %s %s %s %s", fb->d->cfg->groups[g].name, sg_status_name(res.ev.status),
+		 res.ev.queue_id, sg_class_name(res.cls.class), res.cls.rule ? res.cls.rule : "-");
+	/* The line's time, unless it claims to be in the future (clock skew,
+	 * a time zone mix-up): a controller's time never goes back. */
+	t = res.ev.time < 0 || res.ev.time > now ? now : res.ev.time;
+	follow_kernel(fb, g, now);
+	signals = fb->learn.ctl[g].signals;
+	sg_learn_apply(&fb->learn, &res, t);
+	if (fb->learn.ctl[g].signals != signals)
+		publish(fb, g);
+	if (fb->dirty)
+		save(fb);
+	arm(fb);
+	return 0;
+}
+
+static int on_log(void *arg, uint32_t events)
+{
+	struct sg_fb *fb = arg;
+	int r;
+
+	(void)events;
+	r = sg_follow_read(fb->follow);
+	if (r == 1) {
+		pr_info("log %s: end of input; caps stay as they are, clean intervals still count",
+			fb->log);
+		sg_loop_del(&fb->d->loop, fb->follow_fd);
+		fb->follow_fd = -1;
+		return 0;
+	}
+	if (r < 0)
+		pr_warn("log %s: %s", fb->log, strerror(-r));
+	return 0;
+}
+
+static int on_timer(void *arg, uint32_t events)
+{
+	struct sg_fb *fb = arg;
+	uint64_t ticks;
+	int64_t now = (int64_t)time(NULL);
+
+	(void)events;
+	if (read(fb->timer_fd, &ticks, sizeof(ticks)) < 0 && errno == EAGAIN)
+		return 0;
+	sg_learn_advance(&fb->learn, now);
+	if (fb->dirty)
+		save(fb);
+	arm(fb);
+	return 0;
+}
+
+/* Caps to start from: the state file, else what the kernel enforces now. */
+static void restore(struct sg_fb *fb, int64_t now)
+{
+	const struct sg_config *cfg = fb->d->cfg;
+	struct sg_state *st = calloc(1, sizeof(*st));
+	uint32_t caps[SG_MAX_GROUPS];
+	char err[PATH_MAX + 128];
+	bool have = false;
+	int r;
+
+	fb->save_state = true;
+	if (st && cfg->state[0]) {
+		r = sg_state_load(cfg->state, st, err, sizeof(err));
+		if (!r)
+			have = true;
+		else if (r == -EBADMSG)
+			pr_warn("state %s: corrupt, ignored (%s)", cfg->state, err);
+		else if (r == -EPROTO) {
+			pr_warn("state %s: not ours, ignored and left alone (%s)", cfg->state, err);
+			fb->save_state = false;
+		} else if (r != -ENOENT)
+			pr_warn("state %s: %s, ignored", cfg->state, strerror(-r));
+	}
+	for (unsigned i = 0; i < cfg->ngroups; i++) {
+		const struct sg_state_group *s = have ? sg_state_find(st, cfg->groups[i].name) : NULL;
+
+		fb->slot[i] = sg_kernel_group(fb->d->k, cfg->groups[i].name);
+		caps[i] = s ? s->cap : fb->slot[i] >= 0 ? fb->d->k->groups[fb->slot[i]].cap
+							 : cfg->groups[i].cap;
+	}
+	sg_learn_start(&fb->learn, now, caps);
+	for (unsigned i = 0; i < cfg->ngroups; i++) {
+		const struct sg_state_group *s = have ? sg_state_find(st, cfg->groups[i].name) : NULL;
+		struct sg_ctl *c = &fb->learn.ctl[i];
+
+		if (s) {
+			if (s->paused_until > now)
+				sg_ctl_restore_pause(c, s->paused_until, s->resume_cap);
+			else if (s->paused_until)
+				c->cap = c->conf->min_cap > s->resume_cap ? c->conf->min_cap
+					 : s->resume_cap > c->conf->max_cap ? c->conf->max_cap : s->resume_cap;
+			c->signals = s->signals;
+			if (s->changed > 0) {
+				c->last.time = s->changed;
+				snprintf(c->last.reason, sizeof(c->last.reason), "%s", s->reason);
+			}
+		} else if (!caps[i]) {
+			sg_ctl_follow(c, 0, now);   /* a pause set by hand stays */
+		}
+		if (fb->slot[i] >= 0) {
+			sg_kernel_set_cap(fb->d->k, fb->slot[i], c->cap);
+			fb->written[i] = c->cap;
+		}
+		publish(fb, (int)i);
+	}
+	if (have)
+		pr_info("restored learned caps from %s", cfg->state);
+	free(st);
+}
+
+int sg_feedback_start(struct sg_daemon *d)
+{
+	struct sg_fb *fb = calloc(1, sizeof(*fb));
+	int64_t now = (int64_t)time(NULL);
+	char err[256];
+	int r;
+
+	d->fb = NULL;
+	if (!fb)
+		return -ENOMEM;
+	fb->d = d;
+	fb->follow_fd = fb->timer_fd = fb->map_fd = -1;
+	fb->log = d->opts->log ? d->opts->log : d->cfg->log;
+	if ((r = sg_learn_init(&fb->learn, d->cfg, SG_FMT_AUTO, now, on_change, fb, err, sizeof(err)))) {
+		pr_err("feedback: %s", err);
+		free(fb);
+		return r;
+	}
+	fb->map_fd = sg_feedback_map(d->k->pin_dir, true);
+	if (fb->map_fd < 0)
+		pr_warn("feedback map in %s: %s (status will not show signals)", d->k->pin_dir,
+			strerror(-fb->map_fd));
+	restore(fb, now);
+	save(fb);
+
+	r = sg_follow_open(&fb->follow, fb->log, SG_FOLLOW_END, on_line, fb);
+	if (r) {
+		pr_err("log %s: %s (give --log FILE, - or journal; or --no-follow)", fb->log, strerror(-r));
+		goto fail;
+	}
+	fb->timer_fd = timerfd_create(CLOCK_REALTIME, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (fb->timer_fd < 0) {
+		r = -errno;
+		goto fail;
+	}
+	fb->follow_fd = sg_follow_fd(fb->follow);
+	if ((r = sg_loop_add(&d->loop, fb->follow_fd, EPOLLIN, on_log, fb)) ||
+	    (r = sg_loop_add(&d->loop, fb->timer_fd, EPOLLIN, on_timer, fb)))
+		goto fail;
+	if ((r = sg_follow_read(fb->follow)) < 0)
+		goto fail;
+	arm(fb);
+	d->fb = fb;
+	pr_info("following %s: caps learn from the MTA's deferrals", fb->log);
+	return 0;
+fail:
+	d->fb = fb;
+	sg_feedback_stop(d);
+	return r;
+}
+
+void sg_feedback_stop(struct sg_daemon *d)
+{
+	struct sg_fb *fb = d->fb;
+
+	if (!fb)
+		return;
+	if (fb->learn.started)
+		save(fb);
+	if (fb->follow_fd >= 0)
+		sg_loop_del(&d->loop, fb->follow_fd);
+	if (fb->timer_fd >= 0) {
+		sg_loop_del(&d->loop, fb->timer_fd);
+		close(fb->timer_fd);
+	}
+	sg_follow_close(fb->follow);
+	if (fb->map_fd >= 0)
+		close(fb->map_fd);
+	sg_learn_free(&fb->learn);
+	free(fb);
+	d->fb = NULL;
+}
