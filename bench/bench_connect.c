@@ -114,7 +114,7 @@ static int sysctl_stats(int on)
 int main(void)
 {
 	double base[REPEATS], gov[REPEATS], ungov[REPEATS];
-	uint64_t ns0[3], cnt0[3], ns1[3], cnt1[3];
+	uint64_t ns0[4], cnt0[4], ns1[4], cnt1[4];
 	const char *links[3] = { "link_connect4", "link_release", "link_connect6" };
 	struct listener l1, l2;
 	struct env e;
@@ -145,10 +145,12 @@ int main(void)
 			for (int i = 0; i < 2; i++)
 				prog_stats(&e, links[i], &ns1[i], &cnt1[i]);
 			prog_stats(&e, links[0], &ns0[2], &cnt0[2]);
+			prog_stats(&e, links[1], &ns0[3], &cnt0[3]);
 		}
 		ungov[r] = run(&e, 2526);
 		if (r == 0) {
 			prog_stats(&e, links[0], &ns1[2], &cnt1[2]);
+			prog_stats(&e, links[1], &ns1[3], &cnt1[3]);
 			sysctl_stats(0);
 		}
 		sg_kernel_close(&e.k);
@@ -168,8 +170,10 @@ int main(void)
 	       cnt1[0] > cnt0[0] ? (double)(ns1[0] - ns0[0]) / (double)(cnt1[0] - cnt0[0]) : 0);
 	printf("  %-44s %9.0f ns\n", "cgroup/connect4, ungoverned (port check)",
 	       cnt1[2] > cnt0[2] ? (double)(ns1[2] - ns0[2]) / (double)(cnt1[2] - cnt0[2]) : 0);
-	printf("  %-44s %9.0f ns\n", "cgroup/sock_release",
+	printf("  %-44s %9.0f ns\n", "cgroup/sock_release, governed socket",
 	       cnt1[1] > cnt0[1] ? (double)(ns1[1] - ns0[1]) / (double)(cnt1[1] - cnt0[1]) : 0);
+	printf("  %-44s %9.0f ns\n", "cgroup/sock_release, ungoverned socket",
+	       cnt1[3] > cnt0[3] ? (double)(ns1[3] - ns0[3]) / (double)(cnt1[3] - cnt0[3]) : 0);
 	rc = 0;
 out:
 	listener_stop(&l1);

@@ -3,9 +3,11 @@
  * smtpgov kernel half: cap live SMTP connections per destination range.
  *
  * cgroup/connect4 and cgroup/connect6 reserve a slot in the destination's
- * group (or refuse the connect), cgroup/sock_release gives it back. The
- * daemon recounts the tagged sockets through sock_diag (user/recount.c) to
- * repair drift. The semantics and the map layout are in include/smtpgov.h.
+ * group (or refuse the connect, or send it to the waiting room), and
+ * cgroup/sock_release gives it back; sock_ops files where a queued connect
+ * was going. The daemon checks the tags against the live sockets
+ * (user/recount.c) to repair drift. The semantics and the map layout are in
+ * include/smtpgov.h.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -52,10 +54,16 @@ struct {
 	__type(value, __u32);
 } ranges6 SEC(".maps");
 
+/*
+ * The per-socket tag, keyed by socket cookie (never reused while the
+ * system runs). A preallocated hash: no allocation on the connect path.
+ * Whoever deletes a counted entry gives its slot back, so the release hook
+ * and the daemon's recount (user/recount.c) can never both do it.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SG_MAX_SOCKS);
+	__type(key, __u64);
 	__type(value, struct sg_sock);
 } socks SEC(".maps");
 
@@ -122,13 +130,12 @@ dropped:
 	__sync_fetch_and_add(&grp->events_dropped, 1);
 }
 
-static __always_inline void release_tag(struct sg_sock *tag)
+/* A counted socket is gone: give its slot back. */
+static __always_inline void give_back(__u32 gid)
 {
-	__u32 gid = tag->group;
 	struct sg_group *grp = bpf_map_lookup_elem(&groups, &gid);
 	struct sg_wakeup *w;
 
-	tag->flags &= ~SG_SOCK_COUNTED;
 	if (!grp)
 		return;
 	__sync_fetch_and_add(&grp->live, -1);
@@ -141,6 +148,15 @@ static __always_inline void release_tag(struct sg_sock *tag)
 			bpf_ringbuf_submit(w, 0);
 		}
 	}
+}
+
+/* Drop a socket's tag; the slot goes back if we were the one to drop it. */
+static __always_inline void untag(__u64 *cookie, const struct sg_sock *tag)
+{
+	__u32 gid = tag->group, flags = tag->flags;
+
+	if (bpf_map_delete_elem(&socks, cookie) == 0 && (flags & SG_SOCK_COUNTED))
+		give_back(gid);
 }
 
 /* Is the waiting room listening, with room for one more? */
@@ -160,20 +176,17 @@ static __always_inline int room_open(const struct sg_settings *s, const struct s
 
 /* Send the connect to the waiting room: tag it with where it was going and
  * point it at the room's loopback listener, in the socket's own family. */
-static __always_inline int enqueue(struct bpf_sock_addr *ctx, struct bpf_sock *sk,
-				   struct sg_group *grp, __u32 gid, struct sg_sock *tag,
+static __always_inline int enqueue(struct bpf_sock_addr *ctx, __u64 *cookie,
+				   struct sg_group *grp, __u32 gid,
 				   const struct sg_settings *s, __u16 family,
 				   const __u32 addr[4], __u16 port)
 {
-	if (!tag)
-		tag = bpf_sk_storage_get(&socks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (!tag)
+	struct sg_sock t = { .group = gid, .flags = SG_SOCK_QUEUED,
+			     .orig_port = port, .orig_family = family };
+
+	__builtin_memcpy(t.orig_addr, addr, 16);
+	if (bpf_map_update_elem(&socks, cookie, &t, BPF_ANY))
 		return REFUSE;
-	tag->group = gid;
-	tag->flags = SG_SOCK_QUEUED;
-	__builtin_memcpy(tag->orig_addr, addr, 16);
-	tag->orig_port = port;
-	tag->orig_family = family;
 	if (family == AF_INET) {
 		ctx->user_ip4 = bpf_htonl(0x7f000001);
 	} else if (addr[2] == bpf_htonl(0xffff) && addr[0] == 0 && addr[1] == 0) {
@@ -203,18 +216,20 @@ static __always_inline int govern(struct bpf_sock_addr *ctx, __u32 gid,
 {
 	struct sg_group *grp = bpf_map_lookup_elem(&groups, &gid);
 	struct bpf_sock *sk = ctx->sk;
-	struct sg_sock *tag;
+	struct sg_sock *tag, t = { .group = gid, .flags = SG_SOCK_COUNTED };
+	__u64 cookie;
 	__s32 old;
 
 	if (!grp || !(grp->flags & SG_GROUP_ACTIVE) || !sk)
 		return ALLOW;
 
 	/* connect() again on a socket that already holds a slot: free. */
-	tag = bpf_sk_storage_get(&socks, sk, 0, 0);
+	cookie = bpf_get_socket_cookie(ctx);
+	tag = bpf_map_lookup_elem(&socks, &cookie);
 	if (tag && (tag->flags & SG_SOCK_COUNTED)) {
 		if (tag->group == gid)
 			return ALLOW;
-		release_tag(tag);
+		untag(&cookie, tag);
 	}
 
 	old = __sync_fetch_and_add(&grp->live, 1);
@@ -226,7 +241,7 @@ static __always_inline int govern(struct bpf_sock_addr *ctx, __u32 gid,
 			if (s->room_mark && sk->mark == s->room_mark)
 				return REFUSE;
 			if (grp->verdict == SG_VERDICT_QUEUE && room_open(s, grp))
-				return enqueue(ctx, sk, grp, gid, tag, s, family, addr, port);
+				return enqueue(ctx, &cookie, grp, gid, s, family, addr, port);
 			__sync_fetch_and_add(&grp->refused, 1);
 			emit(grp, gid, SG_EV_REFUSED, s, family, addr, port, old);
 			return REFUSE;
@@ -235,15 +250,11 @@ static __always_inline int govern(struct bpf_sock_addr *ctx, __u32 gid,
 		emit(grp, gid, SG_EV_WOULD_REFUSE, s, family, addr, port, old);
 	}
 
-	if (!tag)
-		tag = bpf_sk_storage_get(&socks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (!tag) {
+	if (bpf_map_update_elem(&socks, &cookie, &t, BPF_ANY)) {
 		/* No tag, no release later: do not count what we cannot give back. */
 		__sync_fetch_and_add(&grp->live, -1);
 		return ALLOW;
 	}
-	tag->group = gid;
-	tag->flags = SG_SOCK_COUNTED;
 	__sync_fetch_and_add(&grp->admitted, 1);
 	return ALLOW;
 }
@@ -319,12 +330,14 @@ SEC("cgroup/sock_release")
 int sg_release(struct bpf_sock *sk)
 {
 	struct sg_sock *tag;
+	__u64 cookie;
 
 	if (sk->type != SOCK_STREAM)
 		return ALLOW;
-	tag = bpf_sk_storage_get(&socks, sk, 0, 0);
-	if (tag && (tag->flags & SG_SOCK_COUNTED))
-		release_tag(tag);
+	cookie = bpf_get_socket_cookie(sk);
+	tag = bpf_map_lookup_elem(&socks, &cookie);
+	if (tag)
+		untag(&cookie, tag);
 	return ALLOW;
 }
 
@@ -339,14 +352,15 @@ int sg_sockops(struct bpf_sock_ops *skops)
 	__u32 op = skops->op, family = skops->family, lport = skops->local_port;
 	__u32 l0 = skops->local_ip6[0], l1 = skops->local_ip6[1];
 	__u32 l2 = skops->local_ip6[2], l3 = skops->local_ip6[3], l4 = skops->local_ip4;
-	struct bpf_sock *sk = skops->sk;
 	struct sg_pending_key key = {};
 	struct sg_pending val = {};
 	struct sg_sock *tag;
+	__u64 cookie;
 
-	if (op != BPF_SOCK_OPS_TCP_CONNECT_CB || !sk)
+	if (op != BPF_SOCK_OPS_TCP_CONNECT_CB)
 		return 1;
-	tag = bpf_sk_storage_get(&socks, sk, 0, 0);
+	cookie = bpf_get_socket_cookie(skops);
+	tag = bpf_map_lookup_elem(&socks, &cookie);
 	if (!tag || !(tag->flags & SG_SOCK_QUEUED))
 		return 1;
 	if (family == AF_INET) {
@@ -365,5 +379,7 @@ int sg_sockops(struct bpf_sock_ops *skops)
 	val.group = tag->group;
 	val.ts_ns = bpf_ktime_get_ns();
 	bpf_map_update_elem(&pending, &key, &val, BPF_ANY);
+	/* Filed: the tag has done its work (a queued socket holds no slot). */
+	bpf_map_delete_elem(&socks, &cookie);
 	return 1;
 }

@@ -18,7 +18,7 @@
  *     old = fetch_add(&group.live, 1);
  *     if (old >= group.cap) { fetch_add(&group.live, -1); over cap }
  *
- * and tags the socket (sk storage: group + SG_SOCK_COUNTED). The tag makes a
+ * and tags the socket (`socks`: group + SG_SOCK_COUNTED). The tag makes a
  * second connect() on the same socket (after ECONNREFUSED, say) free; when
  * the socket goes away (close, exit, SIGKILL) cgroup/sock_release gives the
  * slot back. Over cap, settings.mode decides: SG_MODE_ENFORCE refuses the
@@ -63,6 +63,7 @@
 #define SG_EVENTS_BYTES   (256 * 1024)
 #define SG_WAKEUPS_BYTES  (64 * 1024)
 #define SG_MAX_PENDING    65536   /* entries of `pending` */
+#define SG_MAX_SOCKS      65536   /* entries of `socks`: tagged sockets at once */
 
 /* SO_MARK of the waiting room's upstream sockets ("smtp"). */
 #define SG_ROOM_MARK      0x736d7470
@@ -136,7 +137,8 @@ enum sg_sock_flags {
 	SG_SOCK_QUEUED  = 2,   /* sent to the waiting room; orig_* is where to */
 };
 
-/* `socks`: BPF_MAP_TYPE_SK_STORAGE, the per-socket tag. */
+/* `socks`: BPF_MAP_TYPE_HASH, key = socket cookie (__u64), the per-socket
+ * tag. Whoever deletes a counted entry gives the slot back. */
 struct sg_sock {
 	__u32 group;
 	__u32 flags;           /* enum sg_sock_flags */

@@ -1,13 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause
 /*
- * Drift repair: count the TCP sockets whose tag (the `socks` sk storage)
- * says they hold a slot, and set groups[].live to that count where they
- * differ while nothing else changed.
+ * Drift repair. The tags in `socks` (keyed by socket cookie) are checked
+ * against the TCP sockets that exist (sock_diag reports their cookies): a
+ * counted tag whose socket is gone lost its release, and deleting it gives
+ * its slot back. Then, where nothing connected or closed meanwhile,
+ * groups[].live is set to the number of live tagged sockets.
  *
- * The count comes from sock_diag (inet_diag with INET_DIAG_REQ_SK_BPF_STORAGES),
- * which works on kernels without BPF tracing programs (this one has no
- * bpf_iter). A sock_diag dump sees one network namespace, so the recount
- * visits the namespace of every process in the governed cgroup tree.
+ * sock_diag works on kernels without BPF tracing programs (this one has no
+ * bpf_iter). A dump sees one network namespace, so the recount visits the
+ * namespace of every process in the governed cgroup tree.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -25,6 +26,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <bpf/bpf.h>
 #include "kernel.h"
 #include "log.h"
 
@@ -76,15 +78,33 @@ static int visit_cgroup(const char *path, const struct stat *st, int type, struc
 	return 0;
 }
 
-/* One dump of one family in the current network namespace. */
-static int dump(int nl, int family, int socks_fd, int32_t counts[SG_MAX_GROUPS])
+/* Live socket cookies, sorted for bsearch. */
+struct cookies {
+	uint64_t *v;
+	size_t n, alloc;
+};
+
+static int add_cookie(struct cookies *c, uint64_t cookie)
+{
+	if (c->n == c->alloc) {
+		size_t alloc = c->alloc ? c->alloc * 2 : 1024;
+		uint64_t *v = realloc(c->v, alloc * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		c->v = v;
+		c->alloc = alloc;
+	}
+	c->v[c->n++] = cookie;
+	return 0;
+}
+
+/* One sock_diag dump of one family's TCP sockets in the current netns. */
+static int dump(int nl, int family, struct cookies *alive)
 {
 	struct {
 		struct nlmsghdr nlh;
 		struct inet_diag_req_v2 req;
-		struct rtattr nest;
-		struct rtattr fd_attr;
-		__u32 fd;
 	} msg;
 	static char buf[65536];
 	struct sockaddr_nl sa = { .nl_family = AF_NETLINK };
@@ -96,20 +116,14 @@ static int dump(int nl, int family, int socks_fd, int32_t counts[SG_MAX_GROUPS])
 	msg.req.sdiag_family = (__u8)family;
 	msg.req.sdiag_protocol = IPPROTO_TCP;
 	msg.req.idiag_states = ~0u;
-	msg.nest.rta_len = sizeof(msg.nest) + sizeof(msg.fd_attr) + sizeof(msg.fd);
-	msg.nest.rta_type = INET_DIAG_REQ_SK_BPF_STORAGES | NLA_F_NESTED;
-	msg.fd_attr.rta_len = sizeof(msg.fd_attr) + sizeof(msg.fd);
-	msg.fd_attr.rta_type = SK_DIAG_BPF_STORAGE_REQ_MAP_FD;
-	msg.fd = (__u32)socks_fd;
 	if (sendto(nl, &msg, sizeof(msg), 0, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 		return -errno;
-
 	for (;;) {
 		ssize_t len = recv(nl, buf, sizeof(buf), 0);
 		struct nlmsghdr *h = (struct nlmsghdr *)buf;
 
 		if (len < 0)
-			return errno == EINTR ? 0 : -errno;
+			return -errno;
 		for (; NLMSG_OK(h, (size_t)len); h = NLMSG_NEXT(h, len)) {
 			if (h->nlmsg_type == NLMSG_DONE)
 				return 0;
@@ -119,54 +133,41 @@ static int dump(int nl, int family, int socks_fd, int32_t counts[SG_MAX_GROUPS])
 				return e->error ? e->error : -EIO;
 			}
 			struct inet_diag_msg *m = NLMSG_DATA(h);
-			struct rtattr *a = (struct rtattr *)((char *)m + NLMSG_ALIGN(sizeof(*m)));
-			int alen = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof(*m)));
-
-			for (; RTA_OK(a, alen); a = RTA_NEXT(a, alen)) {
-				if ((a->rta_type & NLA_TYPE_MASK) != INET_DIAG_SK_BPF_STORAGES)
-					continue;
-				struct rtattr *st = RTA_DATA(a);
-				int stlen = (int)RTA_PAYLOAD(a);
-
-				for (; RTA_OK(st, stlen); st = RTA_NEXT(st, stlen)) {
-					struct rtattr *f = RTA_DATA(st);
-					int flen = (int)RTA_PAYLOAD(st);
-
-					for (; RTA_OK(f, flen); f = RTA_NEXT(f, flen)) {
-						struct sg_sock *tag = RTA_DATA(f);
-
-						if ((f->rta_type & NLA_TYPE_MASK) != SK_DIAG_BPF_STORAGE_MAP_VALUE ||
-						    RTA_PAYLOAD(f) < sizeof(*tag))
-							continue;
-						if ((tag->flags & SG_SOCK_COUNTED) && tag->group < SG_MAX_GROUPS)
-							counts[tag->group]++;
-					}
-				}
-			}
+			int r = add_cookie(alive, (uint64_t)m->id.idiag_cookie[0] |
+						  (uint64_t)m->id.idiag_cookie[1] << 32);
+			if (r)
+				return r;
 		}
 	}
 }
 
-static int count_netns(int socks_fd, int32_t counts[SG_MAX_GROUPS])
+static int dump_netns(struct cookies *alive)
 {
 	int nl = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
 	int r;
 
 	if (nl < 0)
 		return -errno;
-	r = dump(nl, AF_INET, socks_fd, counts);
+	r = dump(nl, AF_INET, alive);
 	if (!r)
-		r = dump(nl, AF_INET6, socks_fd, counts);
+		r = dump(nl, AF_INET6, alive);
 	close(nl);
 	return r;
 }
 
-static int count_all(struct sg_kernel *k, int32_t counts[SG_MAX_GROUPS])
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* Every TCP socket cookie in our netns and in those of the cgroup's processes. */
+static int live_cookies(struct sg_kernel *k, struct cookies *alive)
 {
 	struct netns_set set = { .n = 0 };
 	int self, r = 0;
 
-	memset(counts, 0, sizeof(int32_t) * SG_MAX_GROUPS);
 	self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
 	if (self < 0)
 		return -errno;
@@ -181,40 +182,79 @@ static int count_all(struct sg_kernel *k, int32_t counts[SG_MAX_GROUPS])
 			r = -errno;
 			break;
 		}
-		r = count_netns(k->socks_fd, counts);
+		r = dump_netns(alive);
 	}
 	if (setns(self, CLONE_NEWNET) && !r)
 		r = -errno;
 	for (int i = 0; i < set.n; i++)
 		close(set.fd[i]);
 	close(self);
+	qsort(alive->v, alive->n, sizeof(*alive->v), cmp_u64);
 	return r;
 }
 
 int sg_kernel_recount(struct sg_kernel *k)
 {
-	int32_t live[SG_MAX_GROUPS], counts[SG_MAX_GROUPS];
-	uint64_t admitted[SG_MAX_GROUPS];
+	int32_t live[SG_MAX_GROUPS], counts[SG_MAX_GROUPS] = { 0 }, dropped[SG_MAX_GROUPS] = { 0 };
+	uint64_t admitted[SG_MAX_GROUPS], *keys, cookie, *prev = NULL;
+	struct cookies alive = { 0 };
+	size_t n = 0;
 	int repaired = 0, r;
 
 	for (int i = 0; i < SG_MAX_GROUPS; i++) {
 		live[i] = __atomic_load_n(&k->groups[i].live, __ATOMIC_ACQUIRE);
 		admitted[i] = __atomic_load_n(&k->groups[i].admitted, __ATOMIC_ACQUIRE);
 	}
-	if ((r = count_all(k, counts)))
-		return r;
+	/* The tags first, the sockets second: a tag seen here whose socket is
+	 * gone from the dump lost its release (or its socket died unconnected). */
+	keys = malloc(SG_MAX_SOCKS * sizeof(*keys));
+	if (!keys)
+		return -ENOMEM;
+	while (n < SG_MAX_SOCKS && !bpf_map_get_next_key(k->socks_fd, prev, &cookie)) {
+		keys[n] = cookie;
+		prev = &keys[n++];
+	}
+	if ((r = live_cookies(k, &alive)))
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		struct sg_sock tag;
+
+		if (bpf_map_lookup_elem(k->socks_fd, &keys[i], &tag) ||
+		    !(tag.flags & SG_SOCK_COUNTED) || tag.group >= SG_MAX_GROUPS)
+			continue;
+		if (bsearch(&keys[i], alive.v, alive.n, sizeof(*alive.v), cmp_u64)) {
+			counts[tag.group]++;
+			continue;
+		}
+		/* Deleting the tag is what entitles us to give the slot back. */
+		if (!bpf_map_delete_elem(k->socks_fd, &keys[i])) {
+			__atomic_fetch_sub(&k->groups[tag.group].live, 1, __ATOMIC_ACQ_REL);
+			dropped[tag.group]++;
+		}
+	}
 	for (int i = 0; i < SG_MAX_GROUPS; i++) {
 		struct sg_group *g = &k->groups[i];
+		int32_t expect = live[i] - dropped[i];
 
-		/* Only where nothing connected or closed while we counted. */
-		if (counts[i] == live[i] ||
-		    __atomic_load_n(&g->live, __ATOMIC_ACQUIRE) != live[i] ||
+		if (dropped[i]) {
+			pr_warn("group %.*s: %d tagged sockets are gone without a release: slots given back",
+				SG_NAME_LEN, g->name, dropped[i]);
+			repaired++;
+		}
+		/* Where nothing connected or closed while we counted, the count
+		 * of live tagged sockets is the truth. */
+		if (counts[i] == expect ||
+		    __atomic_load_n(&g->live, __ATOMIC_ACQUIRE) != expect ||
 		    __atomic_load_n(&g->admitted, __ATOMIC_ACQUIRE) != admitted[i])
 			continue;
-		__atomic_fetch_add(&g->live, counts[i] - live[i], __ATOMIC_ACQ_REL);
+		__atomic_fetch_add(&g->live, counts[i] - expect, __ATOMIC_ACQ_REL);
 		pr_warn("group %.*s: live count drifted to %d, %d sockets hold a slot: repaired",
-			SG_NAME_LEN, g->name, live[i], counts[i]);
+			SG_NAME_LEN, g->name, expect, counts[i]);
 		repaired++;
 	}
-	return repaired;
+	r = repaired;
+out:
+	free(keys);
+	free(alive.v);
+	return r;
 }

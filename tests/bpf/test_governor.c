@@ -554,6 +554,16 @@ static void test_drift_repair(void **state)
 	assert_int_equal(sg_kernel_recount(&E.k), 1);
 	assert_int_equal(g->live, 2);
 	assert_int_equal(sg_kernel_recount(&E.k), 0);        /* nothing to repair */
+
+	/* a tag whose socket is gone without a release: its slot comes back */
+	struct sg_sock stale = { .group = (__u32)sg_kernel_group(&E.k, "lo"), .flags = SG_SOCK_COUNTED };
+	__u64 cookie = 0x5eed000000000001ULL;
+
+	assert_int_equal(bpf_map_update_elem(E.k.socks_fd, &cookie, &stale, BPF_NOEXIST), 0);
+	__atomic_fetch_add(&g->live, 1, __ATOMIC_SEQ_CST);
+	assert_int_equal(sg_kernel_recount(&E.k), 1);
+	assert_int_equal(g->live, 2);
+	assert_int_not_equal(bpf_map_lookup_elem(E.k.socks_fd, &cookie, &stale), 0);
 	kill(pid, SIGKILL);
 	env_wait(&E, pid);
 	listener_stop(&l);

@@ -37,6 +37,7 @@ struct shared {
 
 static struct shared *sh;
 static struct env E;
+static struct server *running;      /* stopped by teardown if a test fails */
 
 /* --- a provider stand-in: 220, then HELO <id> / QUIT, or echo mode --- */
 
@@ -127,13 +128,19 @@ static int server_start(struct server *s, int family, const char *addr)
 	}
 	s->fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	setsockopt(s->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(s->fd, (struct sockaddr *)&ss, len) || listen(s->fd, 128))
+	if (bind(s->fd, (struct sockaddr *)&ss, len) || listen(s->fd, 128)) {
+		close(s->fd);
 		return -errno;
-	return pthread_create(&s->thread, NULL, server_main, s) ? -1 : 0;
+	}
+	if (pthread_create(&s->thread, NULL, server_main, s))
+		return -1;
+	running = s;
+	return 0;
 }
 
 static void server_stop(struct server *s)
 {
+	running = NULL;
 	shutdown(s->fd, SHUT_RDWR);
 	pthread_join(s->thread, NULL);
 	close(s->fd);
@@ -228,6 +235,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
+	if (running)
+		server_stop(running);
 	env_teardown(&E);
 	return 0;
 }

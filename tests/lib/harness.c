@@ -67,7 +67,19 @@ int env_setup(struct env *e)
 
 void env_config(struct env *e, const char *text)
 {
-	write_file(e->conf, text);
+	char buf[8192], state[PATH_MAX + 32];
+	const char *g = strstr(text, "[global]\n");
+
+	/* Learned caps go to the test's own state file, never the system's. */
+	snprintf(state, sizeof(state), "state = %s/state\n", e->tmp);
+	if (g && !strstr(text, "state ="))
+		snprintf(buf, sizeof(buf), "%.*s[global]\n%s%s", (int)(g - text), text, state,
+			 g + strlen("[global]\n"));
+	else if (!g)
+		snprintf(buf, sizeof(buf), "[global]\n%s%s", state, text);
+	else
+		snprintf(buf, sizeof(buf), "%s", text);
+	write_file(e->conf, buf);
 }
 
 int env_cli(struct env *e, char *out, size_t outlen, const char *fmt, ...)
@@ -230,7 +242,7 @@ int env_wait(struct env *e, pid_t pid)
 
 void env_teardown(struct env *e)
 {
-	char err[256], path[PATH_MAX + 16], cmd[256];
+	char err[256], cmd[PATH_MAX + 32];
 
 	for (int i = 0; i < e->nkids; i++)
 		if (e->kids[i] > 0) {
@@ -254,9 +266,9 @@ void env_teardown(struct env *e)
 	/* Children are gone; the cgroup may take a moment to empty. */
 	for (int i = 0; i < 100 && rmdir(e->cgroup) && errno == EBUSY; i++)
 		usleep(10000);
-	snprintf(path, sizeof(path), "%s", e->conf);
-	unlink(path);
-	rmdir(e->tmp);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", e->tmp);
+	if (system(cmd))
+		fprintf(stderr, "teardown: could not remove %s\n", e->tmp);
 }
 
 /* --- listener --- */
