@@ -560,7 +560,7 @@ int sg_room_start(struct sg_room **out, struct sg_kernel *k, const struct sg_con
 	struct sg_room *r = calloc(1, sizeof(*r));
 	struct sg_settings s;
 	__u32 zero = 0;
-	int ret, port;
+	int ret, port = 0;
 
 	if (!r)
 		return -ENOMEM;
@@ -592,6 +592,10 @@ int sg_room_start(struct sg_room **out, struct sg_kernel *k, const struct sg_con
 			break;
 		close(r->lfd4);
 		r->lfd4 = -1;
+	}
+	if (r->lfd4 < 0) {
+		ret = -EADDRINUSE;
+		goto fail;
 	}
 	r->port = (uint16_t)port;
 	r->tick_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
