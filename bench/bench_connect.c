@@ -4,8 +4,10 @@
  * trips (SO_LINGER {1,0}, so TIME_WAIT does not hide the cost) from a
  * process in a fresh cgroup, without smtpgov (the baseline of this run),
  * with smtpgov governing the destination, and with smtpgov attached but the
- * destination ungoverned (other port). Also the time spent inside each BPF
- * program (kernel.bpf_stats_enabled). Prints ratios against the baseline.
+ * destination ungoverned (other port), and, for comparison, nftables
+ * capping the same connections with `ct count` (conntrack) when nft is
+ * installed. Also the time spent inside each BPF program
+ * (kernel.bpf_stats_enabled). Prints ratios against the baseline.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -111,9 +113,32 @@ static int sysctl_stats(int on)
 	return r;
 }
 
+/* nftables: the same cap with conntrack's connection count (on every process:
+ * nft finds cgroups only under /sys/fs/cgroup, and only this bench sends
+ * to 127.0.0.2:2525). */
+static int nft(struct env *e, bool on)
+{
+	char cmd[1024];
+
+	if (!on)
+		return system("nft delete table inet smtpgov_bench 2>/dev/null");
+	snprintf(cmd, sizeof(cmd),
+		 "nft add table inet smtpgov_bench && "
+		 "nft add chain inet smtpgov_bench out '{ type filter hook output priority 0; }' && "
+		 "nft add rule inet smtpgov_bench out "
+		 "ip daddr 127.0.0.2 tcp dport 2525 ct state new ct count over 1000 reject");
+	(void)e;
+	if (system(cmd)) {
+		nft(e, false);
+		return -1;
+	}
+	return 0;
+}
+
 int main(void)
 {
-	double base[REPEATS], gov[REPEATS], ungov[REPEATS];
+	double base[REPEATS], gov[REPEATS], ungov[REPEATS], nftr[REPEATS];
+	bool have_nft = system("command -v nft >/dev/null 2>&1") == 0;
 	uint64_t ns0[4], cnt0[4], ns1[4], cnt1[4];
 	const char *links[3] = { "link_connect4", "link_release", "link_connect6" };
 	struct listener l1, l2;
@@ -148,6 +173,7 @@ int main(void)
 			prog_stats(&e, links[1], &ns0[3], &cnt0[3]);
 		}
 		ungov[r] = run(&e, 2526);
+		nftr[r] = 0;
 		if (r == 0) {
 			prog_stats(&e, links[0], &ns1[2], &cnt1[2]);
 			prog_stats(&e, links[1], &ns1[3], &cnt1[3]);
@@ -157,6 +183,10 @@ int main(void)
 		e.loaded = false;
 		char err[256];
 		sg_kernel_unload(e.pin_dir, err, sizeof(err));
+		if (have_nft && nft(&e, true) == 0) {
+			nftr[r] = run(&e, 2525);
+			nft(&e, false);
+		}
 	}
 	double b = median(base, REPEATS), g = median(gov, REPEATS), u = median(ungov, REPEATS);
 
@@ -165,6 +195,11 @@ int main(void)
 	printf("  %-44s %9.0f ns  1.000x\n", "no smtpgov (baseline)", b);
 	printf("  %-44s %9.0f ns  %.3fx\n", "smtpgov, governed destination", g, g / b);
 	printf("  %-44s %9.0f ns  %.3fx\n", "smtpgov, ungoverned destination (other port)", u, u / b);
+	if (have_nft && median(nftr, REPEATS) > 0)
+		printf("  %-44s %9.0f ns  %.3fx\n", "nftables ct count (conntrack), no smtpgov",
+		       median(nftr, REPEATS), median(nftr, REPEATS) / b);
+	else
+		printf("  %-44s %9s\n", "nftables ct count", "n/a (apt-get install nftables)");
 	printf("  in-hook time (kernel.bpf_stats_enabled):\n");
 	printf("  %-44s %9.0f ns\n", "cgroup/connect4, governed (admit + tag)",
 	       cnt1[0] > cnt0[0] ? (double)(ns1[0] - ns0[0]) / (double)(cnt1[0] - cnt0[0]) : 0);
