@@ -27,6 +27,11 @@ int sg_cidr_parse(const char *s, bool bare_ok, struct sg_cidr *out,
 /* An address ("1.2.3.4", "2001:db8::1", "::ffff:1.2.3.4" -> IPv4). */
 int sg_addr_parse(const char *s, struct sg_cidr *out);
 
+struct sockaddr_storage;
+/* "127.0.0.1" or "::1" (v4-mapped stays IPv6) and a port as a sockaddr;
+ * *len gets its size. -EINVAL if addr is not an address. */
+int sg_sockaddr(const char *addr, uint16_t port, struct sockaddr_storage *ss, unsigned *len);
+
 /* IPv4-mapped IPv6 (::ffff:a.b.c.d/96+n) becomes the IPv4 prefix. */
 void sg_cidr_unmap(struct sg_cidr *c);
 

@@ -54,18 +54,13 @@ int sg_daemon_run(struct sg_kernel *k, const struct sg_config *cfg,
 		  const struct sg_daemon_opts *opts)
 {
 	struct sg_daemon d = { .k = k, .cfg = cfg, .opts = opts, .sig_fd = -1, .recount_fd = -1 };
-	sigset_t mask;
 	int r;
 
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGTERM);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
 	if ((r = sg_loop_init(&d.loop)))
 		goto out;
-	d.sig_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	d.sig_fd = sg_stop_signalfd();
 	if (d.sig_fd < 0) {
-		r = -errno;
+		r = d.sig_fd;
 		goto out;
 	}
 	if ((r = sg_loop_add(&d.loop, d.sig_fd, EPOLLIN, on_signal, &d)))

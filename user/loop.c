@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause
 /* The daemon's epoll loop (see loop.h). */
 #include <errno.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/signalfd.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 #include "loop.h"
@@ -89,6 +91,32 @@ void sg_loop_close(struct sg_loop *l)
 	if (l->epfd >= 0)
 		close(l->epfd);
 	l->epfd = -1;
+}
+
+static void stop_signals(sigset_t *mask)
+{
+	sigemptyset(mask);
+	sigaddset(mask, SIGINT);
+	sigaddset(mask, SIGTERM);
+}
+
+void sg_block_stop_signals(void)
+{
+	sigset_t mask;
+
+	stop_signals(&mask);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+}
+
+int sg_stop_signalfd(void)
+{
+	sigset_t mask;
+	int fd;
+
+	stop_signals(&mask);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	return fd < 0 ? -errno : fd;
 }
 
 int sg_timerfd(uint64_t period_ms)

@@ -26,6 +26,11 @@ int sg_loop_run(struct sg_loop *l);
 void sg_loop_stop(struct sg_loop *l);
 void sg_loop_close(struct sg_loop *l);
 
+/* Block SIGINT and SIGTERM (they then wait for a signalfd). */
+void sg_block_stop_signals(void);
+/* Block them and return a signalfd (non-blocking, close-on-exec) for them. */
+int sg_stop_signalfd(void);
+
 /* A periodic timerfd (non-blocking, close-on-exec); read it to re-arm. */
 int sg_timerfd(uint64_t period_ms);
 

@@ -19,6 +19,7 @@
 #include "daemon.h"
 #include "kernel.h"
 #include "log.h"
+#include "loop.h"
 #include "parse.h"
 #include "replay.h"
 #include "status.h"
@@ -116,12 +117,7 @@ static int cmd_load(const struct cmd *c, const char *const *v, char **pos, int n
 	if (!v[O_NO_FOLLOW]) {
 		/* From here on SIGINT/SIGTERM stop the daemon cleanly (signalfd),
 		 * also when they arrive while it is still attaching. */
-		sigset_t mask;
-
-		sigemptyset(&mask);
-		sigaddset(&mask, SIGINT);
-		sigaddset(&mask, SIGTERM);
-		sigprocmask(SIG_BLOCK, &mask, NULL);
+		sg_block_stop_signals();
 	}
 	r = sg_kernel_load(&k, pin_dir, v[O_CGROUP], cfg, &adopted, err, sizeof(err));
 	if (r) {

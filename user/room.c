@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include "cidr.h"
 #include "log.h"
 #include "room.h"
 
@@ -457,31 +458,19 @@ static int on_accept(void *arg, uint32_t events)
 	return 0;
 }
 
-static int listen_on(int family, const char *addr, uint16_t port)
+static int listen_on(const char *addr, uint16_t port)
 {
 	struct sockaddr_storage ss;
-	socklen_t len;
-	int one = 1, fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	unsigned len;
+	int one = 1, fd;
 
+	if (sg_sockaddr(addr, port, &ss, &len))
+		return -EINVAL;
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	memset(&ss, 0, sizeof(ss));
-	if (family == AF_INET) {
-		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-
-		a->sin_family = AF_INET;
-		a->sin_port = htons(port);
-		inet_pton(AF_INET, addr, &a->sin_addr);
-		len = sizeof(*a);
-	} else {
-		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-
-		a->sin6_family = AF_INET6;
-		a->sin6_port = htons(port);
-		inet_pton(AF_INET6, addr, &a->sin6_addr);
-		len = sizeof(*a);
+	if (ss.ss_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	}
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (bind(fd, (struct sockaddr *)&ss, len) || listen(fd, 4096)) {
 		int r = -errno;
@@ -581,13 +570,13 @@ int sg_room_start(struct sg_room **out, struct sg_kernel *k, const struct sg_con
 	}
 	/* One port on 127.0.0.1 and ::1 (an IPv6-less host gets IPv4 only). */
 	for (int tries = 0; tries < 16; tries++) {
-		r->lfd4 = listen_on(AF_INET, "127.0.0.1", 0);
+		r->lfd4 = listen_on("127.0.0.1", 0);
 		if (r->lfd4 < 0) {
 			ret = r->lfd4;
 			goto fail;
 		}
 		port = local_port(r->lfd4);
-		r->lfd6 = listen_on(AF_INET6, "::1", (uint16_t)port);
+		r->lfd6 = listen_on("::1", (uint16_t)port);
 		if (r->lfd6 >= 0 || r->lfd6 != -EADDRINUSE)
 			break;
 		close(r->lfd4);

@@ -8,12 +8,61 @@
 #include <sys/signalfd.h>
 #include <time.h>
 #include <unistd.h>
+#include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "config.h"
+#include "feedback.h"
 #include "json.h"
 #include "log.h"
 #include "loop.h"
 #include "status.h"
+
+/* What the log feedback saw and did (feedback map), if the daemon ran. */
+static bool feedback_of(int fd, int slot, struct sg_feedback *fb)
+{
+	__u32 key = (__u32)slot;
+
+	memset(fb, 0, sizeof(*fb));
+	if (fd < 0 || bpf_map_lookup_elem(fd, &key, fb))
+		return false;
+	fb->reason[sizeof(fb->reason) - 1] = '\0';
+	return true;
+}
+
+static void feedback_print(FILE *fp, int fd, int slot, bool json)
+{
+	struct sg_feedback fb;
+	bool have = feedback_of(fd, slot, &fb);
+	char when[32] = "";
+
+	if (have && fb.last_change) {
+		time_t t = (time_t)fb.last_change;
+		struct tm tm;
+
+		gmtime_r(&t, &tm);
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	}
+	if (json) {
+		fprintf(fp, ",\"signals\":%llu,\"last_change\":", (unsigned long long)fb.signals);
+		if (!fb.last_change) {
+			fputs("null", fp);
+			return;
+		}
+		fputs("{\"time\":", fp);
+		sg_json_str(fp, when);
+		fprintf(fp, ",\"from\":%u,\"to\":%u,\"reason\":", fb.cap_from, fb.cap_to);
+		sg_json_str(fp, fb.reason);
+		fputc('}', fp);
+		return;
+	}
+	if (!have || (!fb.signals && !fb.last_change))
+		return;
+	fprintf(fp, "  %llu throttle signals", (unsigned long long)fb.signals);
+	if (fb.last_change)
+		fprintf(fp, "; last change %s: cap %u -> %u (%s)", when, fb.cap_from, fb.cap_to,
+			fb.reason);
+	fputc('\n', fp);
+}
 
 static bool shown(const struct sg_group *g)
 {
@@ -32,10 +81,11 @@ int sg_status_print(FILE *fp, struct sg_kernel *k, bool json)
 	char cgroup[PATH_MAX], name[SG_NAME_LEN + 1];
 	struct sg_settings s;
 	bool first = true;
-	int r;
+	int r, fbfd;
 
 	if ((r = sg_kernel_settings(k, &s)))
 		return r;
+	fbfd = sg_feedback_map(k->pin_dir, false);
 	sg_kernel_count_ranges(k, n4, n6);
 	sg_cgroup_path(k->cgroup_id, cgroup, sizeof(cgroup));
 
@@ -72,13 +122,15 @@ int sg_status_print(FILE *fp, struct sg_kernel *k, bool json)
 				"\"verdict\":\"%s\",\"events_dropped\":%llu,\"waiting\":%u,"
 				"\"queue_max\":%u,\"queued\":%llu,\"queue_timeouts\":%llu,"
 				"\"wait_oldest_ms\":%u,\"wait_p50_ms\":%u,\"wait_p90_ms\":%u,"
-				"\"wait_p99_ms\":%u}",
+				"\"wait_p99_ms\":%u",
 				active ? "true" : "false", g->cap, g->min_cap, g->max_cap, live,
 				(unsigned long long)g->admitted, (unsigned long long)g->refused,
 				n4[i], n6[i], sg_verdict_name(g->verdict),
 				(unsigned long long)g->events_dropped, g->waiting, g->queue_max,
 				(unsigned long long)g->queued, (unsigned long long)g->queue_timeouts,
 				g->wait_oldest_ms, g->wait_p50_ms, g->wait_p90_ms, g->wait_p99_ms);
+			feedback_print(fp, fbfd, i, true);
+			fputc('}', fp);
 		} else {
 			fprintf(fp, "%-16s %5u %5u %5d %5u %5u %5u %10llu %10llu  %s", name, n4[i],
 				n6[i], live, g->cap, g->min_cap, g->max_cap,
@@ -91,11 +143,14 @@ int sg_status_print(FILE *fp, struct sg_kernel *k, bool json)
 					(unsigned long long)g->queue_timeouts, g->wait_p50_ms,
 					g->wait_p90_ms, g->wait_p99_ms);
 			fprintf(fp, "%s\n", active ? "" : " (removed from config)");
+			feedback_print(fp, fbfd, i, false);
 		}
 		first = false;
 	}
 	if (json)
 		fputs("]}\n", fp);
+	if (fbfd >= 0)
+		close(fbfd);
 	return 0;
 }
 
@@ -176,13 +231,8 @@ static int on_stop(void *arg, uint32_t events)
 int sg_events_stream(FILE *fp, struct sg_kernel *k, bool json)
 {
 	struct stream st = { .fp = fp, .k = k, .json = json, .sig_fd = -1 };
-	sigset_t mask;
 	int r;
 
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGTERM);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
 	if ((r = sg_loop_init(&st.loop)))
 		return r;
 	st.rb = ring_buffer__new(k->events_fd, on_event, &st, NULL);
@@ -190,9 +240,9 @@ int sg_events_stream(FILE *fp, struct sg_kernel *k, bool json)
 		r = -errno;
 		goto out;
 	}
-	st.sig_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	st.sig_fd = sg_stop_signalfd();
 	if (st.sig_fd < 0) {
-		r = -errno;
+		r = st.sig_fd;
 		goto out;
 	}
 	if ((r = sg_loop_add(&st.loop, ring_buffer__epoll_fd(st.rb), EPOLLIN, on_ring, &st)) ||

@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include "cidr.h"
 #include "harness.h"
 
 #define QCONF(cap, wait, ranges) \
@@ -107,25 +108,12 @@ static void *server_main(void *arg)
 
 static int server_start(struct server *s, int family, const char *addr)
 {
-	struct sockaddr_storage ss = { 0 };
-	socklen_t len;
+	struct sockaddr_storage ss;
+	unsigned len;
 	int one = 1;
 
-	if (family == AF_INET) {
-		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-
-		a->sin_family = AF_INET;
-		a->sin_port = htons(TEST_PORT);
-		inet_pton(AF_INET, addr, &a->sin_addr);
-		len = sizeof(*a);
-	} else {
-		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-
-		a->sin6_family = AF_INET6;
-		a->sin6_port = htons(TEST_PORT);
-		inet_pton(AF_INET6, addr, &a->sin6_addr);
-		len = sizeof(*a);
-	}
+	if (sg_sockaddr(addr, TEST_PORT, &ss, &len) || ss.ss_family != family)
+		return -EINVAL;
 	s->fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	setsockopt(s->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (bind(s->fd, (struct sockaddr *)&ss, len) || listen(s->fd, 128)) {

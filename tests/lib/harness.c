@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "cidr.h"
 #include "harness.h"
 
 /* Listeners still running when a test fails are stopped by env_teardown. */
@@ -330,26 +331,12 @@ static void *listener_main(void *arg)
 int listener_start(struct listener *l, int family, const char *addr, int port)
 {
 	struct sockaddr_storage ss;
-	socklen_t len;
+	unsigned len;
 	int one = 1;
 
 	memset(l, 0, sizeof(*l));
-	memset(&ss, 0, sizeof(ss));
-	if (family == AF_INET) {
-		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-
-		a->sin_family = AF_INET;
-		a->sin_port = htons((uint16_t)port);
-		inet_pton(AF_INET, addr, &a->sin_addr);
-		len = sizeof(*a);
-	} else {
-		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-
-		a->sin6_family = AF_INET6;
-		a->sin6_port = htons((uint16_t)port);
-		inet_pton(AF_INET6, addr, &a->sin6_addr);
-		len = sizeof(*a);
-	}
+	if (sg_sockaddr(addr, (uint16_t)port, &ss, &len) || ss.ss_family != family)
+		return -EINVAL;
 	l->fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (l->fd < 0)
 		return -errno;
@@ -381,27 +368,11 @@ void listener_stop(struct listener *l)
 int tcp_connect(int family, const char *addr, int port)
 {
 	struct sockaddr_storage ss;
-	socklen_t len;
+	unsigned len;
 	int fd;
 
-	memset(&ss, 0, sizeof(ss));
-	if (family == AF_INET) {
-		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-
-		a->sin_family = AF_INET;
-		a->sin_port = htons((uint16_t)port);
-		if (inet_pton(AF_INET, addr, &a->sin_addr) != 1)
-			return -EINVAL;
-		len = sizeof(*a);
-	} else {
-		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-
-		a->sin6_family = AF_INET6;
-		a->sin6_port = htons((uint16_t)port);
-		if (inet_pton(AF_INET6, addr, &a->sin6_addr) != 1)
-			return -EINVAL;
-		len = sizeof(*a);
-	}
+	if (sg_sockaddr(addr, (uint16_t)port, &ss, &len) || ss.ss_family != family)
+		return -EINVAL;
 	fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
