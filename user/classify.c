@@ -191,7 +191,7 @@ void sg_classify(const struct sg_classifier *c, int group, const struct sg_logev
 	 * refusals, Postfix's cached "delivery temporarily suspended", the
 	 * waiting room's replies, postfix/error. Never a signal. */
 	if (ev->status == SG_ST_SENT || ev->status == SG_ST_REFUSED || ev->status == SG_ST_NONE ||
-	    (ev->flags & (SG_EV_SUSPENDED | SG_EV_OWN | SG_EV_LOCAL_AGENT)))
+	    (ev->flags & (SG_LEV_SUSPENDED | SG_LEV_OWN | SG_LEV_LOCAL_AGENT)))
 		return;
 
 	for (unsigned r = 0; r < cfg->nrules; r++) {

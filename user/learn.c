@@ -30,7 +30,7 @@ bool sg_learn_line(struct sg_learn *l, const char *line, size_t len, struct sg_l
 {
 	if (!sg_parse_line(&l->parser, line, len, &res->ev))
 		return false;
-	res->group = res->ev.flags & SG_EV_HAS_IP ? sg_ranges_lookup(&l->cfg->ranges, &res->ev.addr) : -1;
+	res->group = res->ev.flags & SG_LEV_HAS_IP ? sg_ranges_lookup(&l->cfg->ranges, &res->ev.addr) : -1;
 	sg_classify(&l->cls, res->group, &res->ev, &res->cls);
 	return true;
 }
@@ -47,9 +47,23 @@ void sg_learn_advance(struct sg_learn *l, int64_t t)
 
 	if (!l->started)
 		return;
-	for (unsigned i = 0; i < l->cfg->ngroups; i++)
-		while (sg_ctl_advance(&l->ctl[i], t, &chg))
-			emit(l, (int)i, &chg);
+	/* Earliest first across groups, so changes come out in time order. */
+	for (;;) {
+		int64_t best_due = INT64_MAX;
+		int best = -1;
+
+		for (unsigned i = 0; i < l->cfg->ngroups; i++) {
+			int64_t d = sg_ctl_next_due(&l->ctl[i]);
+
+			if (d <= t && d < best_due) {
+				best_due = d;
+				best = (int)i;
+			}
+		}
+		if (best < 0 || !sg_ctl_advance(&l->ctl[best], t, &chg))
+			break;
+		emit(l, best, &chg);
+	}
 }
 
 int64_t sg_learn_next_due(const struct sg_learn *l)

@@ -288,12 +288,12 @@ static const char *host_ip(const char *s, const char *end, struct sg_logev *ev)
 		return NULL;
 	copy(ev->host, sizeof(ev->host), s, lb);
 	ev->ip[0] = '\0';
-	ev->flags &= ~(unsigned)SG_EV_HAS_IP;
+	ev->flags &= ~(unsigned)SG_LEV_HAS_IP;
 	if ((size_t)(rb - lb - 1) < sizeof(ip)) {
 		copy(ip, sizeof(ip), lb + 1, rb);
 		if (!sg_addr_parse(ip, &ev->addr)) {
 			memcpy(ev->ip, ip, sizeof(ip));
-			ev->flags |= SG_EV_HAS_IP;
+			ev->flags |= SG_LEV_HAS_IP;
 		}
 	}
 	return rb + 1;
@@ -349,7 +349,7 @@ static void set_reply(const char *s, const char *end, struct sg_logev *ev)
 	/* The waiting room's "421 4.4.5 smtpgov: held this connection ...":
 	 * only near the start, so a remote text cannot hide behind the word. */
 	if (FIND(s, end - s > 32 ? s + 32 : end, "smtpgov"))
-		ev->flags |= SG_EV_OWN;
+		ev->flags |= SG_LEV_OWN;
 }
 
 /* ---- Postfix ---------------------------------------------------------- */
@@ -491,7 +491,7 @@ static int postfix_reason(const char *s, const char *end, struct sg_logev *ev)
 	if (STARTS(s, end, "delivery temporarily suspended: ")) {
 		int st;
 
-		ev->flags |= SG_EV_SUSPENDED;
+		ev->flags |= SG_LEV_SUSPENDED;
 		st = postfix_reason(s + 32, end, ev);
 		ev->text = s;
 		ev->text_len = (size_t)(end - s);
@@ -579,7 +579,7 @@ static bool postfix_status(const char *s, const char *end, struct sg_logev *ev)
 	}
 	if (ev->status == SG_ST_SENT) {
 		set_reply(text, text_end, ev);
-		ev->flags &= ~(unsigned)SG_EV_OWN;
+		ev->flags &= ~(unsigned)SG_LEV_OWN;
 		return true;
 	}
 	/* The relay's address wins over the one in the reason (same host). */
@@ -587,18 +587,18 @@ static bool postfix_status(const char *s, const char *end, struct sg_logev *ev)
 	int rs = postfix_reason(text, text_end, &r);
 
 	if (rs != SG_ST_NONE) {
-		if (!(ev->flags & SG_EV_HAS_IP) || (r.flags & SG_EV_SUSPENDED)) {
+		if (!(ev->flags & SG_LEV_HAS_IP) || (r.flags & SG_LEV_SUSPENDED)) {
 			memcpy(ev->host, r.host, sizeof(ev->host));
 			memcpy(ev->ip, r.ip, sizeof(ev->ip));
 			ev->addr = r.addr;
 		}
-		ev->flags = (ev->flags & SG_EV_HAS_IP) | r.flags;
+		ev->flags = (ev->flags & SG_LEV_HAS_IP) | r.flags;
 		ev->code = r.code;
 		memcpy(ev->dsn, r.dsn, sizeof(ev->dsn));
 		ev->text = r.text;
 		ev->text_len = r.text_len;
 		/* A cached "delivery temporarily suspended" stays a deferral. */
-		if ((rs == SG_ST_CONNECT_ERROR || rs == SG_ST_REFUSED) && !(r.flags & SG_EV_SUSPENDED))
+		if ((rs == SG_ST_CONNECT_ERROR || rs == SG_ST_REFUSED) && !(r.flags & SG_LEV_SUSPENDED))
 			ev->status = rs;
 	} else {
 		ev->text = text;
@@ -630,6 +630,14 @@ static bool parse_postfix(struct sg_parser *p, const char *s, const char *end, s
 	bool framed = false;
 	int64_t t;
 
+	/* docker compose prefixes every line with "service    | " */
+	if (s < end && !isdig(*s)) {
+		const char *bar = memchr(s, '|', (size_t)(end - s) < 64 ? (size_t)(end - s) : 64);
+
+		if (bar && bar + 2 < end && bar[1] == ' ' && bar > s && bar[-1] == ' ' &&
+		    (isdig(bar[2]) || (bar[2] >= 'A' && bar[2] <= 'Z')))
+			s = bar + 2;
+	}
 	if (s < end && (*s >= 'A' && *s <= 'Z') && (q = ts_3164(p, s, end, &t))) {
 		ev->time = t;
 		framed = true;
@@ -646,7 +654,7 @@ static bool parse_postfix(struct sg_parser *p, const char *s, const char *end, s
 		case TAG_POSTFIX:
 			return postfix_message(colon + 2, end, ev);
 		case TAG_LOCAL_AGENT:
-			ev->flags |= SG_EV_LOCAL_AGENT;
+			ev->flags |= SG_LEV_LOCAL_AGENT;
 			return postfix_message(colon + 2, end, ev);
 		case TAG_EXIM:
 			return parse_exim(p, colon + 2, end, ev, true);
@@ -703,12 +711,12 @@ static const char *exim_host(const char *s, const char *end, struct sg_logev *ev
 	if (lb == s)
 		ev->host[0] = '\0';
 	ev->ip[0] = '\0';
-	ev->flags &= ~(unsigned)SG_EV_HAS_IP;
+	ev->flags &= ~(unsigned)SG_LEV_HAS_IP;
 	if ((size_t)(rb - lb - 1) < sizeof(ip)) {
 		copy(ip, sizeof(ip), lb + 1, rb);
 		if (!sg_addr_parse(ip, &ev->addr)) {
 			memcpy(ev->ip, ip, sizeof(ip));
-			ev->flags |= SG_EV_HAS_IP;
+			ev->flags |= SG_LEV_HAS_IP;
 		}
 	}
 	rb++;
@@ -806,8 +814,8 @@ static bool parse_exim(struct sg_parser *p, const char *s, const char *end, stru
 			 STARTS(ev->text, end, "No route to host"))
 			ev->status = SG_ST_CONNECT_ERROR;
 		else if (STARTS(ev->text, end, "retry time not reached"))
-			ev->flags |= SG_EV_SUSPENDED;     /* Exim's cached verdict */
-		else if (!(ev->flags & SG_EV_HAS_IP) && !ev->host[0])
+			ev->flags |= SG_LEV_SUSPENDED;     /* Exim's cached verdict */
+		else if (!(ev->flags & SG_LEV_HAS_IP) && !ev->host[0])
 			return false;   /* a local decision (queue_smtp_domains...), no remote */
 		return true;
 	}
@@ -821,7 +829,7 @@ static bool parse_exim(struct sg_parser *p, const char *s, const char *end, stru
 			const char *ce = memchr(c + 4, '"', (size_t)(end - c - 4));
 
 			set_reply(c + 4, ce ? ce : end, ev);
-			ev->flags &= ~(unsigned)SG_EV_OWN;
+			ev->flags &= ~(unsigned)SG_LEV_OWN;
 		}
 		return true;
 	}
@@ -834,7 +842,7 @@ static bool parse_exim(struct sg_parser *p, const char *s, const char *end, stru
 		if (!exim_smtp_error(err, end, ev))
 			return false;
 		ev->status = ev->code >= 500 ? SG_ST_BOUNCED : SG_ST_DEFERRED;
-		return ev->flags & SG_EV_HAS_IP || ev->host[0];
+		return ev->flags & SG_LEV_HAS_IP || ev->host[0];
 	}
 	if (STARTS(q, end, "H=")) {                 /* "H=mx [ip] Connection timed out" */
 		const char *h = exim_host(q + 2, end, ev);

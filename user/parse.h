@@ -35,11 +35,11 @@ enum sg_status {
 };
 
 enum sg_logev_flags {
-	SG_EV_HAS_IP      = 1,  /* addr holds the relay address */
-	SG_EV_SUSPENDED   = 2,  /* Postfix "delivery temporarily suspended": a
+	SG_LEV_HAS_IP      = 1,  /* addr holds the relay address */
+	SG_LEV_SUSPENDED   = 2,  /* Postfix "delivery temporarily suspended": a
 	                         * cached verdict, not a new reply */
-	SG_EV_OWN         = 4,  /* reply of smtpgov's own waiting room */
-	SG_EV_LOCAL_AGENT = 8,  /* postfix/error or postfix/retry: no session */
+	SG_LEV_OWN         = 4,  /* reply of smtpgov's own waiting room */
+	SG_LEV_LOCAL_AGENT = 8,  /* postfix/error or postfix/retry: no session */
 };
 
 #define SG_QID_LEN  32
@@ -56,7 +56,7 @@ struct sg_logev {
 	char queue_id[SG_QID_LEN];
 	char host[SG_HOST_LEN];
 	char ip[SG_IP_LEN];     /* as logged, "" if none or not an address */
-	struct sg_cidr addr;    /* valid when flags & SG_EV_HAS_IP */
+	struct sg_cidr addr;    /* valid when flags & SG_LEV_HAS_IP */
 	const char *text;       /* reply (or Postfix's reason), not NUL-terminated */
 	size_t text_len;
 };

@@ -1,0 +1,182 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause
+/* Unit tests: the per-group cap controller (user/controller.c), injected clock. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <string.h>
+#include "controller.h"
+
+#define T0 1795521600
+
+static struct sg_group_conf conf(void)
+{
+	struct sg_group_conf g = {
+		.name = "google", .cap = 4, .min_cap = 1, .max_cap = 8, .decrease = 0.5,
+		.cooldown = 60, .increase_after = 5, .increase_interval = 600, .pause = 900,
+	};
+	return g;
+}
+
+/* Everything due by t; checks each change is in bounds and ramps by +1. */
+static int advance(struct sg_ctl *c, int64_t t, struct sg_change *last)
+{
+	struct sg_change chg;
+	int n = 0;
+
+	while (sg_ctl_advance(c, t, &chg)) {
+		assert_true(chg.time <= t);
+		if (chg.from != 0)
+			assert_true(chg.to == chg.from + 1);
+		assert_true(chg.to >= c->conf->min_cap && chg.to <= c->conf->max_cap);
+		if (last)
+			*last = chg;
+		n++;
+	}
+	return n;
+}
+
+static void test_burst_is_one_decrease(void **state)
+{
+	struct sg_group_conf g = conf();
+	struct sg_change chg;
+	struct sg_ctl c;
+	int changes = 0;
+
+	(void)state;
+	sg_ctl_init(&c, &g, 4, T0);
+	for (int i = 0; i < 50; i++) {
+		advance(&c, T0 + 100, NULL);
+		if (sg_ctl_signal(&c, T0 + 100, SG_ACTION_DECREASE, "gmail-421-4.4.5", "ABC123", &chg)) {
+			changes++;
+			assert_int_equal(chg.from, 4);
+			assert_int_equal(chg.to, 2);
+			assert_string_equal(chg.reason, "rule gmail-421-4.4.5, queue id ABC123");
+			assert_int_equal(chg.time, T0 + 100);
+		}
+	}
+	assert_int_equal(changes, 1);
+	assert_int_equal(c.cap, 2);
+	assert_int_equal(c.signals, 50);
+	/* still within the cooldown: nothing; after it: the next decrease */
+	assert_false(sg_ctl_signal(&c, T0 + 159, SG_ACTION_DECREASE, "r", "Q", &chg));
+	assert_true(sg_ctl_signal(&c, T0 + 160, SG_ACTION_DECREASE, "r", "Q", &chg));
+	assert_int_equal(chg.to, 1);
+	/* at min_cap: a decision, no change, never below */
+	assert_false(sg_ctl_signal(&c, T0 + 300, SG_ACTION_DECREASE, "r", "Q", &chg));
+	assert_int_equal(c.cap, 1);
+	/* ignore is no signal for the cap */
+	assert_false(sg_ctl_signal(&c, T0 + 400, SG_ACTION_IGNORE, "r", "Q", &chg));
+}
+
+static void test_pause_then_recovery(void **state)
+{
+	struct sg_group_conf g = conf();
+	struct sg_change chg;
+	struct sg_ctl c;
+
+	(void)state;
+	sg_ctl_init(&c, &g, 4, T0);
+	assert_true(sg_ctl_signal(&c, T0 + 10, SG_ACTION_PAUSE, "ms-4.7.652-connections", "Q1", &chg));
+	assert_int_equal(chg.from, 4);
+	assert_int_equal(chg.to, 0);
+	assert_int_equal(sg_ctl_next_due(&c), T0 + 10 + 900);
+	/* more signals and deliveries during the pause change nothing, and do
+	 * not extend it */
+	assert_false(sg_ctl_signal(&c, T0 + 500, SG_ACTION_PAUSE, "r", "Q2", &chg));
+	assert_false(sg_ctl_signal(&c, T0 + 501, SG_ACTION_DECREASE, "r", "Q3", &chg));
+	for (int i = 0; i < 20; i++)
+		assert_false(sg_ctl_delivered(&c, T0 + 600, "S", &chg));
+	assert_int_equal(advance(&c, T0 + 909, NULL), 0);
+	assert_int_equal(c.cap, 0);
+	/* the pause ends at its time, one decrease below the cap it paused */
+	assert_true(sg_ctl_advance(&c, T0 + 2000, &chg));
+	assert_int_equal(chg.time, T0 + 910);
+	assert_int_equal(chg.from, 0);
+	assert_int_equal(chg.to, 2);
+	assert_non_null(strstr(chg.reason, "end of pause (rule ms-4.7.652-connections, queue id Q1)"));
+	/* then the clean intervals since: +1 at T0+1510 only (2000 < 2110) */
+	assert_true(sg_ctl_advance(&c, T0 + 2000, &chg));
+	assert_int_equal(chg.time, T0 + 1510);
+	assert_int_equal(chg.to, 3);
+	assert_false(sg_ctl_advance(&c, T0 + 2000, &chg));
+}
+
+static void test_ramp_never_jumps(void **state)
+{
+	struct sg_group_conf g = conf();
+	struct sg_change chg;
+	struct sg_ctl c;
+	uint32_t prev;
+	int64_t t = T0;
+
+	(void)state;
+	sg_ctl_init(&c, &g, 1, T0);
+	/* deliveries: +1 per increase_after, never more */
+	prev = c.cap;
+	for (int i = 0; i < 100; i++) {
+		t++;
+		advance(&c, t, NULL);
+		if (sg_ctl_delivered(&c, t, "S", &chg)) {
+			assert_int_equal(chg.from, prev);
+			assert_int_equal(chg.to, prev + 1);
+			prev = chg.to;
+		}
+		assert_int_equal(c.cap, i + 1 >= 35 ? 8 : 1 + (i + 1) / 5);
+	}
+	assert_int_equal(c.cap, 8);   /* max_cap holds */
+
+	/* a quiet log: after a day the steps are all there, each at its time */
+	sg_ctl_init(&c, &g, 1, T0);
+	assert_int_equal(advance(&c, T0 + 86400, &chg), 7);
+	assert_int_equal(c.cap, 8);
+	assert_int_equal(chg.time, T0 + 7 * 600);
+	assert_int_equal(sg_ctl_next_due(&c), INT64_MAX);  /* at max: nothing to wake for */
+}
+
+static void test_bounds(void **state)
+{
+	struct sg_group_conf g = conf();
+	struct sg_change chg;
+	struct sg_ctl c;
+
+	(void)state;
+	sg_ctl_init(&c, &g, 100, T0);
+	assert_int_equal(c.cap, 8);
+	sg_ctl_init(&c, &g, 0, T0);
+	assert_int_equal(c.cap, 1);
+	/* decrease rounds down but stays at min_cap */
+	sg_ctl_init(&c, &g, 3, T0);
+	assert_true(sg_ctl_signal(&c, T0, SG_ACTION_DECREASE, "r", "Q", &chg));
+	assert_int_equal(chg.to, 1);
+	/* a pause from min_cap resumes at min_cap */
+	assert_true(sg_ctl_signal(&c, T0 + 100, SG_ACTION_PAUSE, "r", "Q", &chg));
+	assert_true(sg_ctl_advance(&c, T0 + 1000, &chg));
+	assert_int_equal(chg.to, 1);
+	/* pause = 0: a pause signal is a decrease */
+	g.pause = 0;
+	sg_ctl_init(&c, &g, 4, T0);
+	assert_true(sg_ctl_signal(&c, T0, SG_ACTION_PAUSE, "r", "Q", &chg));
+	assert_int_equal(chg.to, 2);
+	/* time never goes back: a late line counts at the latest time seen */
+	g = conf();
+	sg_ctl_init(&c, &g, 4, T0);
+	assert_true(sg_ctl_signal(&c, T0 + 100, SG_ACTION_DECREASE, "r", "Q", &chg));
+	assert_false(sg_ctl_signal(&c, T0 - 1000, SG_ACTION_DECREASE, "r", "Q", &chg));
+	/* an operator's cap 0 is kept: no automatic resume */
+	sg_ctl_follow(&c, 0, T0 + 200);
+	assert_int_equal(advance(&c, T0 + 30 * 86400, NULL), 0);
+	assert_int_equal(c.cap, 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_burst_is_one_decrease),
+		cmocka_unit_test(test_pause_then_recovery),
+		cmocka_unit_test(test_ramp_never_jumps),
+		cmocka_unit_test(test_bounds),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
