@@ -108,22 +108,15 @@ static inline char lower(char c)
 	return c >= 'A' && c <= 'Z' ? (char)(c + 32) : c;
 }
 
-/* Case-insensitive substring of a text that is not NUL-terminated. */
-static bool contains(const char *s, size_t n, const char *needle)
+/* Case-insensitive substring: low is the text in lower case. */
+static bool contains(const char *low, size_t n, const char *needle)
 {
-	size_t m = strlen(needle);
+	char nl[64];
+	size_t m = 0;
 
-	if (m > n)
-		return false;
-	for (size_t i = 0; i + m <= n; i++) {
-		size_t j = 0;
-
-		while (j < m && lower(s[i + j]) == lower(needle[j]))
-			j++;
-		if (j == m)
-			return true;
-	}
-	return false;
+	for (; needle[m] && m < sizeof(nl); m++)
+		nl[m] = lower(needle[m]);
+	return memmem(low, n, nl, m) != NULL;
 }
 
 int sg_classifier_init(struct sg_classifier *c, const struct sg_config *cfg, char *err, size_t errlen)
@@ -211,6 +204,10 @@ void sg_classify(const struct sg_classifier *c, int group, const struct sg_logev
 	bool temp = ev->code ? ev->code / 100 == 4 : ev->dsn[0] == '4';
 
 	if (temp && ev->status != SG_ST_CONNECT_ERROR) {
+		char low[4096];
+		size_t n = ev->text_len < sizeof(low) ? ev->text_len : sizeof(low);
+		bool lowered = false;
+
 		for (size_t i = 0; i < NSIGS; i++) {
 			const struct sig *s = &sigs[i];
 
@@ -221,7 +218,12 @@ void sg_classify(const struct sg_classifier *c, int group, const struct sg_logev
 				continue;
 			if (s->dsn && strcmp(s->dsn, ev->dsn))
 				continue;
-			if (s->text && !contains(ev->text, ev->text_len, s->text))
+			if (s->text && !lowered) {
+				for (size_t j = 0; j < n; j++)
+					low[j] = lower(ev->text[j]);
+				lowered = true;
+			}
+			if (s->text && !contains(low, n, s->text))
 				continue;
 			set(out, s->class, s->action, s->name);
 			return;

@@ -46,6 +46,14 @@ static inline const char *find(const char *s, const char *end, const char *lit, 
 {
 	if (s >= end)
 		return NULL;
+	if (n == 2) {        /* ", " and ": ": memchr beats memmem's setup */
+		while ((s = memchr(s, lit[0], (size_t)(end - s - 1 > 0 ? end - s - 1 : 0)))) {
+			if (s[1] == lit[1])
+				return s;
+			s++;
+		}
+		return NULL;
+	}
 	return memmem(s, (size_t)(end - s), lit, n);
 }
 #define FIND(s, end, lit) find(s, end, lit, sizeof(lit) - 1)
@@ -102,20 +110,21 @@ static int64_t utc_epoch(int y, int mon, int d, int h, int mi, int s)
 	return days_from_civil(y, mon, d) * DAY + h * 3600 + mi * 60 + s;
 }
 
-/* Local wall-clock time -> unix seconds; mktime once per hour of log. */
+/* Local wall-clock time -> unix seconds; mktime once per hour of log
+ * (a log is mostly in time order; a few slots absorb interleaved files). */
 static int64_t local_epoch(struct sg_parser *p, int y, int mon, int d, int h, int mi, int s)
 {
-	if (y != p->c_year || mon != p->c_mon || d != p->c_mday || h != p->c_hour) {
+	int32_t key = ((y * 13 + mon) * 32 + d) * 24 + h;
+	unsigned slot = ((unsigned)key * 2654435761u) >> 26;
+
+	if (p->hours[slot].key != key) {
 		struct tm tm = { .tm_year = y - 1900, .tm_mon = mon - 1, .tm_mday = d,
 				 .tm_hour = h, .tm_isdst = -1 };
 
-		p->c_epoch = (int64_t)mktime(&tm);
-		p->c_year = y;
-		p->c_mon = mon;
-		p->c_mday = d;
-		p->c_hour = h;
+		p->hours[slot].epoch = (int64_t)mktime(&tm);
+		p->hours[slot].key = key;
 	}
-	return p->c_epoch + mi * 60 + s;
+	return p->hours[slot].epoch + mi * 60 + s;
 }
 
 void sg_parser_set_now(struct sg_parser *p, int64_t now)
@@ -139,7 +148,8 @@ void sg_parser_init(struct sg_parser *p, int format, int64_t now)
 {
 	memset(p, 0, sizeof(*p));
 	p->format = format;
-	p->c_year = -1;
+	for (size_t i = 0; i < sizeof(p->hours) / sizeof(p->hours[0]); i++)
+		p->hours[i].key = -1;
 	p->year_lo = 1;
 	p->year_hi = 0;
 	sg_parser_set_now(p, now);
@@ -357,17 +367,22 @@ static void set_reply(const char *s, const char *end, struct sg_logev *ev)
 /* Postfix programs that never log a remote delivery. */
 static bool non_delivery(const char *b, size_t n)
 {
-	static const char *const deny[] = {
-		"smtpd", "qmgr", "oqmgr", "cleanup", "pickup", "bounce", "defer", "trace",
-		"postscreen", "anvil", "tlsmgr", "master", "scache", "trivial-rewrite",
-		"proxymap", "proxywrite", "verify", "flush", "showq", "postdrop", "sendmail",
-		"postfix-script", "postsuper", "postqueue", "dnsblog", "tlsproxy", "local",
-		"virtual", "pipe", "spawn", "postlogd", "discard", "postmap", "postalias",
-		"postconf", "postlog", "lmtpd",
+#define D(s) { s, sizeof(s) - 1 }
+	static const struct { const char *s; size_t n; } deny[] = {
+		D("smtpd"), D("qmgr"), D("oqmgr"), D("cleanup"), D("pickup"), D("bounce"),
+		D("defer"), D("trace"), D("postscreen"), D("anvil"), D("tlsmgr"), D("master"),
+		D("scache"), D("trivial-rewrite"), D("proxymap"), D("proxywrite"), D("verify"),
+		D("flush"), D("showq"), D("postdrop"), D("sendmail"), D("postfix-script"),
+		D("postsuper"), D("postqueue"), D("dnsblog"), D("tlsproxy"), D("local"),
+		D("virtual"), D("pipe"), D("spawn"), D("postlogd"), D("discard"), D("postmap"),
+		D("postalias"), D("postconf"), D("postlog"), D("lmtpd"),
 	};
+#undef D
 
+	if (n == 4 && !memcmp(b, "smtp", 4))      /* the common case */
+		return false;
 	for (size_t i = 0; i < sizeof(deny) / sizeof(deny[0]); i++)
-		if (strlen(deny[i]) == n && !memcmp(deny[i], b, n))
+		if (deny[i].n == n && deny[i].s[0] == b[0] && !memcmp(deny[i].s, b, n))
 			return true;
 	return false;
 }
@@ -505,6 +520,8 @@ static const char *close_paren(const char *open, const char *end)
 {
 	int depth = 0;
 
+	if (end > open && end[-1] == ')')     /* the status text ends the line */
+		return end - 1;
 	for (const char *q = open; q < end; q++) {
 		if (*q == '(')
 			depth++;
@@ -520,7 +537,7 @@ static const char *close_paren(const char *open, const char *end)
 static bool postfix_status(const char *s, const char *end, struct sg_logev *ev)
 {
 	const char *q = memchr(s, '>', (size_t)(end - s));
-	const char *st = NULL, *st_end = NULL;
+	const char *st = NULL, *st_end = NULL, *relay_host = NULL, *relay_host_end = NULL;
 	bool relay = false;
 
 	if (!q)
@@ -553,8 +570,12 @@ static bool postfix_status(const char *s, const char *end, struct sg_logev *ev)
 		}
 		if (eq - k == 5 && !memcmp(k, "relay", 5)) {
 			relay = true;
-			if (!host_ip(v, ve, ev) && !(ve - v == 4 && !memcmp(v, "none", 4)))
+			if (host_ip(v, ve, ev)) {
+				relay_host = v;
+				relay_host_end = memchr(v, '[', (size_t)(ve - v));
+			} else if (!(ve - v == 4 && !memcmp(v, "none", 4))) {
 				copy(ev->host, sizeof(ev->host), v, ve);
+			}
 		} else if (eq - k == 3 && !memcmp(k, "dsn", 3)) {
 			copy(ev->dsn, sizeof(ev->dsn), v, ve);
 		}
@@ -582,28 +603,36 @@ static bool postfix_status(const char *s, const char *end, struct sg_logev *ev)
 		ev->flags &= ~(unsigned)SG_LEV_OWN;
 		return true;
 	}
-	/* The relay's address wins over the one in the reason (same host). */
-	struct sg_logev r = *ev;
-	int rs = postfix_reason(text, text_end, &r);
+	/* The relay's address wins over the one in the reason (the same host,
+	 * except in Postfix's cached "delivery temporarily suspended"). */
+	bool relay_ip = ev->flags & SG_LEV_HAS_IP;
+	struct sg_cidr addr = ev->addr;
+	char ip[SG_IP_LEN];
+	int rs;
 
-	if (rs != SG_ST_NONE) {
-		if (!(ev->flags & SG_LEV_HAS_IP) || (r.flags & SG_LEV_SUSPENDED)) {
-			memcpy(ev->host, r.host, sizeof(ev->host));
-			memcpy(ev->ip, r.ip, sizeof(ev->ip));
-			ev->addr = r.addr;
-		}
-		ev->flags = (ev->flags & SG_LEV_HAS_IP) | r.flags;
-		ev->code = r.code;
-		memcpy(ev->dsn, r.dsn, sizeof(ev->dsn));
-		ev->text = r.text;
-		ev->text_len = r.text_len;
-		/* A cached "delivery temporarily suspended" stays a deferral. */
-		if ((rs == SG_ST_CONNECT_ERROR || rs == SG_ST_REFUSED) && !(r.flags & SG_LEV_SUSPENDED))
-			ev->status = rs;
-	} else {
+	if (relay_ip)
+		memcpy(ip, ev->ip, sizeof(ip));
+	rs = postfix_reason(text, text_end, ev);
+	if (rs == SG_ST_NONE) {
 		ev->text = text;
 		ev->text_len = (size_t)(text_end - text);
+		if (relay_ip) {
+			ev->flags |= SG_LEV_HAS_IP;
+			ev->addr = addr;
+			memcpy(ev->ip, ip, sizeof(ip));
+		}
+		return true;
 	}
+	if (relay_ip && !(ev->flags & SG_LEV_SUSPENDED)) {
+		ev->flags |= SG_LEV_HAS_IP;
+		ev->addr = addr;
+		memcpy(ev->ip, ip, sizeof(ip));
+		if (relay_host)
+			copy(ev->host, sizeof(ev->host), relay_host, relay_host_end);
+	}
+	/* A cached "delivery temporarily suspended" stays a deferral. */
+	if ((rs == SG_ST_CONNECT_ERROR || rs == SG_ST_REFUSED) && !(ev->flags & SG_LEV_SUSPENDED))
+		ev->status = rs;
 	return true;
 }
 

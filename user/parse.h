@@ -67,9 +67,8 @@ struct sg_parser {
 	int64_t now;            /* decides the year of "Mmm dd" timestamps */
 	int now_year;
 	int64_t year_lo, year_hi;  /* now_year is valid for now in [lo, hi) */
-	/* local time -> unix seconds, per hour */
-	int c_year, c_mon, c_mday, c_hour;
-	int64_t c_epoch;
+	/* local time -> unix seconds, per hour: a small direct-mapped cache */
+	struct { int32_t key; int64_t epoch; } hours[64];
 };
 
 void sg_parser_init(struct sg_parser *p, int format, int64_t now);
