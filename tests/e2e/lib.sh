@@ -27,6 +27,14 @@ MX_PID=           # the running mxsim
 MX_CTL=           # its control socket
 MX_STATS=         # its --stats file
 MX_LOG=           # its --log file
+SMTPGOV=${SMTPGOV:-$E2E_ROOT/build/smtpgov}
+SG_PIN=           # smtpgov pin dir (/sys/fs/bpf/smtpgov-test-...), set by sg_init
+SG_CG=            # the MTA's test cgroup (Postfix runs in it, smtpgov governs it)
+SG_DCG=           # the daemon's test cgroup (its waiting room cgroup goes below)
+SG_PID=           # the running smtpgov daemon
+SG_CONF=          # its config file
+SG_DLOG=          # its stdout/stderr
+SG_STATE=         # its state file
 
 # note MSG...: progress line on stderr, with the seconds since e2e_init.
 note() {
@@ -76,8 +84,10 @@ e2e_init() {
 e2e_cleanup() {
 	local rc=$?
 
+	sg_stop
 	pf_stop
 	mx_stop
+	sg_cleanup
 	if [ -n "$E2E_DIR" ] && [ -d "$E2E_DIR" ]; then
 		if [ "${E2E_KEEP:-0}" = 1 ]; then
 			echo "kept $E2E_DIR" >&2
@@ -408,4 +418,180 @@ pf_flush() {
 # pf_log_count REGEX: prints how many maillog lines match (grep -E).
 pf_log_count() {
 	grep -cE -- "$1" "$PF_LOG" 2>/dev/null || true
+}
+
+# ------------------------------------------------------------- smtpgov
+# sg_init: makes two cgroups under the cgroup2 mount, smtpgov-test-NAME-PID
+# (for the MTA: pass "$SG_CG" to pf_start) and smtpgov-test-NAME-PID-d (the
+# daemon runs there; its waiting room creates smtpgov-room.PID below it),
+# and picks the pin dir /sys/fs/bpf/smtpgov-test-NAME-PID. e2e_cleanup
+# stops the daemon, unloads and removes them all. Call after e2e_init.
+sg_init() {
+	local name=${1:-e2e} root
+
+	[ -x "$SMTPGOV" ] || fail "$SMTPGOV missing: run make first"
+	root=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/self/mounts)
+	[ -n "$root" ] || skip "no cgroup2 mount"
+	[ -d /sys/fs/bpf ] || skip "no bpffs"
+	SG_CG=$root/smtpgov-test-$name-$$
+	SG_DCG=$root/smtpgov-test-$name-$$-d
+	SG_PIN=/sys/fs/bpf/smtpgov-test-$name-$$
+	SG_CONF=$E2E_DIR/smtpgov.conf SG_DLOG=$E2E_DIR/smtpgov.log SG_STATE=$E2E_DIR/smtpgov.state
+	mkdir "$SG_CG" || { SG_CG=; fail "mkdir cgroup"; }
+	mkdir "$SG_DCG" || { SG_DCG=; fail "mkdir cgroup"; }
+}
+
+# sg_start [OPTIONS...]: runs `smtpgov load --cgroup SG_CG --config SG_CONF
+# --log PF_LOG` in SG_DCG (output appended to SG_DLOG); waits until it says
+# it follows the log. Sets SG_PID.
+sg_start() {
+	local i
+
+	[ -f "$PF_LOG" ] || : >"$PF_LOG"
+	echo "--- start $(date +%T)" >>"$SG_DLOG"
+	(echo "$BASHPID" >"$SG_DCG/cgroup.procs" &&
+		exec "$SMTPGOV" --pin-dir "$SG_PIN" load --cgroup "$SG_CG" --config "$SG_CONF" \
+			--log "$PF_LOG" "$@") >>"$SG_DLOG" 2>&1 &
+	SG_PID=$!
+	for i in $(seq 200); do
+		tail -n 20 "$SG_DLOG" | grep -q "following $PF_LOG" && return 0
+		kill -0 "$SG_PID" 2>/dev/null || break
+		sleep 0.05
+	done
+	tail -n 20 "$SG_DLOG" >&2
+	SG_PID=
+	fail "smtpgov load did not start following $PF_LOG"
+}
+
+# sg_stop: SIGTERM to the daemon sg_start started (it removes its waiting
+# room cgroup), SIGKILL after 5 s. Enforcement stays pinned.
+sg_stop() {
+	local i
+
+	[ -n "$SG_PID" ] || return 0
+	kill -TERM "$SG_PID" 2>/dev/null
+	for i in $(seq 50); do
+		kill -0 "$SG_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$SG_PID" 2>/dev/null
+	wait "$SG_PID" 2>/dev/null
+	SG_PID=
+	sg_rm_rooms
+}
+
+# sg_kill: SIGKILL to the daemon (a crash); removes its waiting room cgroup,
+# which a killed daemon leaves behind.
+sg_kill() {
+	[ -n "$SG_PID" ] || return 0
+	kill -KILL "$SG_PID" 2>/dev/null
+	wait "$SG_PID" 2>/dev/null
+	SG_PID=
+	sg_rm_rooms
+}
+
+# sg_rm_rooms: removes SG_DCG/smtpgov-room.* (empty once the daemon is gone).
+sg_rm_rooms() {
+	local d i
+
+	[ -n "$SG_DCG" ] || return 0
+	for d in "$SG_DCG"/smtpgov-room.*; do
+		[ -d "$d" ] || continue
+		for i in $(seq 50); do
+			rmdir "$d" 2>/dev/null && break
+			sleep 0.1
+		done
+	done
+}
+
+# sg_cleanup: unload (every program and pin), remove the test cgroups
+# (retrying while exiting processes leave them). Part of e2e_cleanup.
+sg_cleanup() {
+	local cg i
+
+	[ -n "$SG_PIN" ] && [ -d "$SG_PIN" ] && "$SMTPGOV" --pin-dir "$SG_PIN" unload >/dev/null 2>&1
+	[ -n "$SG_PIN" ] && [ -d "$SG_PIN" ] && echo "warning: $SG_PIN left behind" >&2
+	sg_rm_rooms
+	for cg in "$SG_CG" "$SG_DCG"; do
+		[ -n "$cg" ] && [ -d "$cg" ] || continue
+		for i in $(seq 100); do
+			rmdir "$cg" 2>/dev/null && break
+			sleep 0.1
+		done
+		[ -d "$cg" ] && echo "warning: cgroup $cg not removed: $(cat "$cg/cgroup.procs" | tr '\n' ' ')" >&2
+	done
+	SG_PIN= SG_CG= SG_DCG=
+}
+
+# sg_status_json: prints `smtpgov status --json`.
+sg_status_json() {
+	"$SMTPGOV" --pin-dir "$SG_PIN" status --json
+}
+
+# sg_stat GROUP FIELD: prints one field of GROUP from status --json (cap,
+# live, admitted, refused, waiting, queued, queue_timeouts, wait_p50_ms...).
+sg_stat() {
+	sg_status_json | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+for g in s["groups"]:
+    if g["name"] == sys.argv[1]:
+        print(g.get(sys.argv[2], ""))
+        break
+' "$1" "$2"
+}
+
+# sg_wait_cap GROUP MAX SECONDS: waits until GROUP's cap is <= MAX (or >= -MAX
+# given as ">=N"); returns 1 on timeout.
+sg_wait_cap() {
+	local g=$1 want=$2 deadline=$((SECONDS + $3)) c
+
+	while :; do
+		c=$(sg_stat "$g" cap)
+		case $want in
+		'>='*) [ -n "$c" ] && [ "$c" -ge "${want#>=}" ] && return 0 ;;
+		*) [ -n "$c" ] && [ "$c" -le "$want" ] && return 0 ;;
+		esac
+		((SECONDS < deadline)) || return 1
+		sleep 0.2
+	done
+}
+
+# sg_cap_changes GROUP: the daemon's cap changes of GROUP so far, "a>b ..."
+sg_cap_changes() {
+	grep -o "$1: cap [0-9]* -> [0-9]*" "$SG_DLOG" | sed 's/.*cap \([0-9]*\) -> \([0-9]*\)/\1>\2/' | tr '\n' ' '
+}
+
+# pf_queued_ids: prints the Message-ID of every message still in the queue.
+pf_queued_ids() {
+	local f
+
+	find "$PF_DIR/spool/incoming" "$PF_DIR/spool/active" "$PF_DIR/spool/deferred" \
+		"$PF_DIR/spool/hold" -type f 2>/dev/null | while read -r f; do
+		postcat -c "$PF_CONF" -h -q "$(basename "$f")" 2>/dev/null | sed -n 's/^Message-ID: //Ip'
+	done
+}
+
+# e2e_check_ids: the campaign's accounting from mxsim's event log (survives
+# `mx_ctl reset`) and the queue: every id in $PF_DIR/sent-ids accepted
+# exactly once or still queued (not both), nothing unexpected. Prints a
+# one-line summary; returns 1 if anything is lost, duplicated or unexpected.
+e2e_check_ids() {
+	pf_queued_ids >"$E2E_DIR/queued-ids"
+	python3 - "$PF_DIR/sent-ids" "$E2E_DIR/queued-ids" "$MX_LOG" <<'PY'
+import re, sys
+from collections import Counter
+sent = set(l.strip() for l in open(sys.argv[1]) if l.strip())
+queued = set(l.strip() for l in open(sys.argv[2]) if l.strip())
+got = Counter(m.group(1) for m in (re.search(r" accept .* message_id=(\S+)", l) for l in open(sys.argv[3])) if m)
+dup = [m for m, n in got.items() if n > 1]
+lost = sent - set(got) - queued
+extra = set(got) - sent
+both = set(got) & queued
+print("sent %d, accepted %d, still queued %d, duplicates %d, lost %d, unexpected %d, accepted and queued %d"
+      % (len(sent), len(got), len(queued), len(dup), len(lost), len(extra), len(both)))
+for m in sorted(lost)[:3]: print("  lost", m)
+for m in dup[:3]: print("  duplicate", m)
+sys.exit(0 if not dup and not lost and not extra and not both else 1)
+PY
 }
