@@ -34,7 +34,6 @@ void sg_ctl_init(struct sg_ctl *c, const struct sg_group_conf *conf, uint32_t ca
 	c->cap = clamp(conf, cap);
 	c->now = now;
 	c->last_decrease = INT64_MIN;
-	c->quiet_since = now;
 }
 
 void sg_ctl_restore_pause(struct sg_ctl *c, int64_t until, uint32_t resume_cap)
@@ -50,8 +49,8 @@ int64_t sg_ctl_next_due(const struct sg_ctl *c)
 {
 	if (c->paused_until)
 		return c->paused_until;
-	if (c->cap < c->conf->max_cap)
-		return c->quiet_since + c->conf->increase_interval;
+	if (c->clean && c->cap < c->conf->max_cap)
+		return c->clean_since + c->conf->increase_interval;
 	return INT64_MAX;
 }
 
@@ -61,7 +60,6 @@ static bool change(struct sg_ctl *c, int64_t t, uint32_t to, struct sg_change *c
 	chg->from = c->cap;
 	chg->to = to;
 	c->cap = to;
-	c->quiet_since = t;
 	c->clean = 0;
 	c->last = *chg;
 	return true;
@@ -112,7 +110,6 @@ bool sg_ctl_signal(struct sg_ctl *c, int64_t t, int action, const char *rule,
 
 	t = clock_at(c, t);
 	c->signals++;
-	c->quiet_since = t;
 	c->clean = 0;
 	if (c->paused_until)
 		return false;             /* the pause stands; it is not extended */
@@ -145,6 +142,8 @@ bool sg_ctl_delivered(struct sg_ctl *c, int64_t t, const char *queue_id, struct 
 	t = clock_at(c, t);
 	if (c->paused_until)
 		return false;
+	if (!c->clean)
+		c->clean_since = t;
 	if (c->clean < g->increase_after)
 		c->clean++;
 	if (c->clean < g->increase_after || c->cap >= g->max_cap)
@@ -162,7 +161,6 @@ void sg_ctl_follow(struct sg_ctl *c, uint32_t cap, int64_t t)
 	t = clock_at(c, t);
 	c->cap = cap;
 	c->clean = 0;
-	c->quiet_since = t;
 	/* An operator's cap 0 is a pause without an end. */
 	c->paused_until = cap == 0 ? INT64_MAX : 0;
 	c->resume_cap = c->conf->min_cap;

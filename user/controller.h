@@ -10,10 +10,14 @@
  *    max(min_cap, pre-pause cap * decrease): the pause says the cap in force
  *    was too high, so it comes back one decrease lower, but what was learned
  *    below it is kept (min_cap would throw it away and cost a long ramp);
- *  - increase: +1 after `increase_after` clean deliveries, or after each
- *    clean `increase_interval` (no signal, no change) up to max_cap. Never
- *    more than +1 at a time; each step happens at the time it is due, even
- *    when the caller only learns of the time later (a quiet log).
+ *  - increase: +1 after `increase_after` clean deliveries, or after a clean
+ *    `increase_interval`: one that began with a delivery and saw no signal
+ *    and no change since, up to max_cap. A group that sends nothing proves
+ *    nothing and stays where it is (else every idle group would sit at
+ *    max_cap after a while, and the next campaign would open with a burst
+ *    of throttling). Never more than +1 at a time; each step happens at the
+ *    time it is due, even when the caller learns of that time later (the
+ *    daemon's timer, a gap in a replayed log).
  * The cap is always within [min_cap, max_cap], or 0 while paused.
  */
 #ifndef SG_CONTROLLER_H
@@ -38,8 +42,8 @@ struct sg_ctl {
 	int64_t now;             /* latest time seen (times never go back) */
 	int64_t paused_until;    /* 0: not paused */
 	int64_t last_decrease;   /* INT64_MIN: never */
-	int64_t quiet_since;     /* last signal or change: the clean interval's start */
-	uint32_t clean;          /* clean deliveries since then */
+	int64_t clean_since;     /* first delivery after the last signal or change */
+	uint32_t clean;          /* clean deliveries since the last signal or change */
 	uint64_t signals;        /* throttle signals seen */
 	char pause_rule[64];     /* what caused the pause, for the resume reason */
 	char pause_qid[32];

@@ -871,7 +871,8 @@ static bool parse_exim(struct sg_parser *p, const char *s, const char *end, stru
 		if (!exim_smtp_error(err, end, ev))
 			return false;
 		ev->status = ev->code >= 500 ? SG_ST_BOUNCED : SG_ST_DEFERRED;
-		return ev->flags & SG_LEV_HAS_IP || ev->host[0];
+		/* without a message id, only a real address makes it an event */
+		return ev->flags & SG_LEV_HAS_IP || (ev->queue_id[0] && ev->host[0]);
 	}
 	if (STARTS(q, end, "H=")) {                 /* "H=mx [ip] Connection timed out" */
 		const char *h = exim_host(q + 2, end, ev);

@@ -95,11 +95,15 @@ static void test_pause_then_recovery(void **state)
 	assert_int_equal(chg.from, 0);
 	assert_int_equal(chg.to, 2);
 	assert_non_null(strstr(chg.reason, "end of pause (rule ms-4.7.652-connections, queue id Q1)"));
-	/* then the clean intervals since: +1 at T0+1510 only (2000 < 2110) */
-	assert_true(sg_ctl_advance(&c, T0 + 2000, &chg));
-	assert_int_equal(chg.time, T0 + 1510);
+	/* nothing sent since: no clean interval, however long */
+	assert_false(sg_ctl_advance(&c, T0 + 20000, &chg));
+	/* a delivery starts one: +1 a clean interval later, at its time */
+	assert_false(sg_ctl_delivered(&c, T0 + 20000, "S", &chg));
+	assert_false(sg_ctl_advance(&c, T0 + 20599, &chg));
+	assert_true(sg_ctl_advance(&c, T0 + 30000, &chg));
+	assert_int_equal(chg.time, T0 + 20600);
 	assert_int_equal(chg.to, 3);
-	assert_false(sg_ctl_advance(&c, T0 + 2000, &chg));
+	assert_false(sg_ctl_advance(&c, T0 + 30000, &chg));
 }
 
 static void test_ramp_never_jumps(void **state)
@@ -126,12 +130,26 @@ static void test_ramp_never_jumps(void **state)
 	}
 	assert_int_equal(c.cap, 8);   /* max_cap holds */
 
-	/* a quiet log: after a day the steps are all there, each at its time */
+	/* clean intervals: a group that sends nothing stays where it is */
 	sg_ctl_init(&c, &g, 1, T0);
-	assert_int_equal(advance(&c, T0 + 86400, &chg), 7);
-	assert_int_equal(c.cap, 8);
-	assert_int_equal(chg.time, T0 + 7 * 600);
-	assert_int_equal(sg_ctl_next_due(&c), INT64_MAX);  /* at max: nothing to wake for */
+	assert_int_equal(advance(&c, T0 + 86400, &chg), 0);
+	assert_int_equal(sg_ctl_next_due(&c), INT64_MAX);  /* nothing to wake for */
+	/* one delivery, then a quiet log: one step, at its time, then none */
+	sg_ctl_init(&c, &g, 1, T0);
+	assert_false(sg_ctl_delivered(&c, T0 + 1, "S", &chg));
+	assert_int_equal(sg_ctl_next_due(&c), T0 + 601);
+	assert_int_equal(advance(&c, T0 + 86400, &chg), 1);
+	assert_int_equal(chg.time, T0 + 601);
+	assert_int_equal(c.cap, 2);
+	assert_int_equal(sg_ctl_next_due(&c), INT64_MAX);
+	/* a delivery in each interval: +1 each, up to max_cap, never past it */
+	t = T0 + 86400;
+	for (int i = 0; i < 20; i++) {
+		assert_false(sg_ctl_delivered(&c, t, "S", &chg));
+		t += 600;
+		advance(&c, t, NULL);
+		assert_int_equal(c.cap, i + 3 > 8 ? 8 : i + 3);
+	}
 }
 
 static void test_bounds(void **state)
