@@ -10,6 +10,9 @@
 #include <time.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <linux/btf.h>
+#include <stddef.h>
 #include "feedback.h"
 #include "follow.h"
 #include "learn.h"
@@ -29,6 +32,36 @@ struct sg_fb {
 	int slot[SG_MAX_GROUPS];   /* config index -> kernel slot */
 	uint32_t written[SG_MAX_GROUPS]; /* last cap written, to notice `smtpgov set` */
 };
+
+/* BTF for the map, so `bpftool map dump` prints named fields. Best effort. */
+static int feedback_btf(struct btf **out, __u32 *key_id, __u32 *value_id)
+{
+	struct btf *btf = btf__new_empty();
+	int u64, u32, ch, arr, st, r;
+
+	*out = NULL;
+	if (!btf)
+		return -errno;
+	u64 = btf__add_int(btf, "__u64", 8, 0);
+	u32 = btf__add_int(btf, "__u32", 4, 0);
+	ch = btf__add_int(btf, "char", 1, BTF_INT_SIGNED);
+	arr = btf__add_array(btf, u32, ch, SG_FEEDBACK_REASON_LEN);
+	st = btf__add_struct(btf, "sg_feedback", sizeof(struct sg_feedback));
+	if (u64 < 0 || u32 < 0 || ch < 0 || arr < 0 || st < 0 ||
+	    btf__add_field(btf, "signals", u64, offsetof(struct sg_feedback, signals) * 8, 0) ||
+	    btf__add_field(btf, "last_change", u64, offsetof(struct sg_feedback, last_change) * 8, 0) ||
+	    btf__add_field(btf, "cap_from", u32, offsetof(struct sg_feedback, cap_from) * 8, 0) ||
+	    btf__add_field(btf, "cap_to", u32, offsetof(struct sg_feedback, cap_to) * 8, 0) ||
+	    btf__add_field(btf, "reason", arr, offsetof(struct sg_feedback, reason) * 8, 0) ||
+	    (r = btf__load_into_kernel(btf))) {
+		btf__free(btf);
+		return -EINVAL;
+	}
+	*key_id = (__u32)u32;
+	*value_id = (__u32)st;
+	*out = btf;
+	return 0;
+}
 
 int sg_feedback_map(const char *pin_dir, bool create)
 {
@@ -50,8 +83,17 @@ int sg_feedback_map(const char *pin_dir, bool create)
 	}
 	if (fd >= 0 || !create)
 		return fd >= 0 ? fd : -errno;
+	LIBBPF_OPTS(bpf_map_create_opts, opts);
+	struct btf *btf;
+
+	if (!feedback_btf(&btf, &opts.btf_key_type_id, &opts.btf_value_type_id))
+		opts.btf_fd = (__u32)btf__fd(btf);
 	fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "sg_feedback", sizeof(__u32),
-			    sizeof(struct sg_feedback), SG_MAX_GROUPS, NULL);
+			    sizeof(struct sg_feedback), SG_MAX_GROUPS, btf ? &opts : NULL);
+	if (fd < 0 && btf)        /* a kernel that refuses the BTF: go without */
+		fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "sg_feedback", sizeof(__u32),
+				    sizeof(struct sg_feedback), SG_MAX_GROUPS, NULL);
+	btf__free(btf);           /* the map holds its own reference */
 	if (fd < 0)
 		return -errno;
 	if (bpf_obj_pin(fd, path)) {
@@ -123,7 +165,12 @@ static void on_change(void *arg, int g, const struct sg_change *chg)
 		fb->written[g] = chg->to;
 	}
 	fb->dirty = true;
-	pr_info("%s: cap %u -> %u (%s)", fb->d->cfg->groups[g].name, chg->from, chg->to, chg->reason);
+	if (chg->to == 0 && fb->learn.ctl[g].paused_until)
+		pr_info("%s: cap %u -> 0 (%s); paused for %us, then cap %u", fb->d->cfg->groups[g].name,
+			chg->from, chg->reason, fb->d->cfg->groups[g].pause, fb->learn.ctl[g].resume_cap);
+	else
+		pr_info("%s: cap %u -> %u (%s)", fb->d->cfg->groups[g].name, chg->from, chg->to,
+			chg->reason);
 	publish(fb, g);
 }
 
