@@ -257,6 +257,8 @@ static int on_timer(void *arg, uint32_t events)
 	(void)events;
 	if (read(fb->timer_fd, &ticks, sizeof(ticks)) < 0 && errno == EAGAIN)
 		return 0;
+	for (unsigned g = 0; g < fb->d->cfg->ngroups; g++)
+		follow_kernel(fb, (int)g, now);
 	sg_learn_advance(&fb->learn, now);
 	if (fb->dirty)
 		save(fb);

@@ -168,10 +168,12 @@ head -1 "$STATE" | grep -qx "smtpgov-state 1" || fail "state file header: $(head
 grep -q "^group google cap 4 .* signals 6 " "$STATE" || fail "state file: $(cat "$STATE")"
 echo "state: $(grep '^group google' "$STATE")"
 
-# 6. A restart restores the learned cap from the state file (config says 4,
-#    so lower it by hand in the state first).
+# 6. A restart restores the learned cap from the state file (lower it by
+#    hand in the state first), and a clean interval raises it by the
+#    daemon's timer with no further log line: one delivery, then silence.
 sed -i 's/^group google cap 4 /group google cap 1 /' "$STATE"
-"$SMTPGOV" --pin-dir "$PIN" load --cgroup "$CG" --config "$TMP/smtpgov.conf" --log "$LOG" \
+sed 's/^increase_interval = 1d/increase_interval = 2s/' "$TMP/smtpgov.conf" >"$TMP/smtpgov2.conf"
+"$SMTPGOV" --pin-dir "$PIN" load --cgroup "$CG" --config "$TMP/smtpgov2.conf" --log "$LOG" \
 	>"$TMP/daemon2.log" 2>&1 &
 PID=$!
 for _ in $(seq 100); do
@@ -179,4 +181,12 @@ for _ in $(seq 100); do
 	sleep 0.05
 done
 wait_cap google 1 1000 || fail "restart did not restore google's cap 1 from the state file"
+grep -q "restored learned caps from $STATE" "$TMP/daemon2.log" || fail "no restore message"
+sent D00001
+sleep 0.5
+[ "$(cap_of google)" = 1 ] || fail "cap rose before the clean interval: $(cap_of google)"
+wait_cap google 2 4000 || fail "the clean interval did not raise google's cap (timer)"
+grep -q "google: cap 1 -> 2 (clean for 2s)" "$TMP/daemon2.log" || fail "clean-interval step not logged"
+sleep 3
+[ "$(cap_of google)" = 2 ] || fail "cap climbed to $(cap_of google) without deliveries"
 echo "PASS"
