@@ -5,6 +5,7 @@
 # steps after clean deliveries, and leave the learned cap in the state file.
 # Exit 0 = pass, 77 = skip (no root / no cgroup2 / no bpffs).
 set -u
+export LC_ALL=C   # syslog month names
 cd "$(dirname "$0")/../.."
 SMTPGOV=$PWD/build/smtpgov
 
