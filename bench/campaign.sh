@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# The campaign benchmark (make bench-campaign, as root): a private Postfix
+# sends 200 messages to 40 domains (each its own nexthop) hosted by one
+# simulated provider (mxsim's gmail persona on 127.0.10.1-40:2525) that
+# allows 3 sessions per client IP and answers 421-4.4.5 at RCPT beyond that.
+# The same campaign runs several ways, each in a fresh world (Postfix
+# instance, simulator, cgroup, pins), for at most DEADLINE seconds; the
+# results are printed as a markdown table.
+#
+#   BENCH_DEADLINE=150   seconds per run
+#   BENCH_ONLY=REGEX     run only the rows whose name matches
+#
+# Rows: Postfix alone; smtpgov refuse learning from cap 10; smtpgov queue
+# learning from cap 10; oracle static cap 3 (refuse, queue) - with short
+# retry timings (queue_run_delay = minimal_backoff_time = 2s), then the key
+# rows with Postfix's default retry timings (300s), the queue rows with
+# smtp_connection_cache_on_demand = no and yes.
+set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/../tests/e2e/lib.sh"
+
+DEADLINE=${BENCH_DEADLINE:-150}
+MSGS=200 DOMAINS=40 LIMIT=3
+SHORT="queue_run_delay=2s minimal_backoff_time=2s maximal_backoff_time=10s"
+# Postfix 3.7's defaults, spelled out (pf_create's test defaults are short)
+DEFAULT="queue_run_delay=300s minimal_backoff_time=300s maximal_backoff_time=4000s"
+RESULTS=$(mktemp /tmp/smtpgov-bench.XXXXXX)
+trap 'rm -f "$RESULTS"' EXIT
+
+# sg_group_conf CAP MIN MAX: the gmail group
+sg_conf() {
+	cat >"$SG_CONF" <<EOF
+[global]
+ports = 2525
+builtin = no
+verdict = $1
+state = $SG_STATE
+
+[group gmail]
+ranges = 127.0.10.0/24
+cap = $2
+min_cap = $3
+max_cap = $4
+decrease = 0.5
+cooldown = 3s
+increase_after = 20
+increase_interval = 8s
+queue_wait = 120s
+
+[rule gmail-busy]
+group = gmail
+dsn = 4.4.5
+match = Server busy
+class = concurrency
+action = decrease
+EOF
+}
+
+# run NAME GOVERNOR POSTFIX_SETTINGS...: GOVERNOR is none, or
+# VERDICT:CAP:MIN:MAX. Appends one tab-separated result line to RESULTS.
+run() {
+	local name=$1 gov=$2
+	shift 2
+	if [ -n "${BENCH_ONLY:-}" ] && ! [[ $name =~ $BENCH_ONLY ]]; then
+		return 0
+	fi
+	(
+		local t0 t_all=- delivered refused=- p50=- p99=- learned=- v cap min max
+		e2e_init
+		mx_start --persona "gmail:127.0.10.1-127.0.10.40:2525:limit=$LIMIT:stage=rcpt:greet_delay=150:data_delay=100"
+		# shellcheck disable=SC2068
+		pf_create $@
+		pf_route_range gmail $DOMAINS 127.0.10 1 40 2525
+		if [ "$gov" != none ]; then
+			IFS=: read -r v cap min max <<<"$gov"
+			sg_init bench
+			sg_conf "$v" "$cap" "$min" "$max"
+			sg_start
+			pf_start "$SG_CG"
+		else
+			pf_start
+		fi
+		note "$name: start"
+		t0=$(date +%s%N)
+		pf_inject $MSGS "${PF_DOMAINS[@]}"
+		while :; do
+			if [ "$(pf_queue_count)" = 0 ]; then
+				t_all=$(( ($(date +%s%N) - t0) / 1000000 ))
+				break
+			fi
+			(( ($(date +%s%N) - t0) / 1000000000 < DEADLINE )) || break
+			sleep 0.2
+		done
+		delivered=$(mx_stat "s['personas']['gmail']['accepted']")
+		if [ "$gov" != none ]; then
+			refused=$(sg_stat gmail refused)
+			learned=$(sg_stat gmail cap)
+			case $v in queue)
+				p50=$(sg_stat gmail wait_p50_ms) p99=$(sg_stat gmail wait_p99_ms) ;;
+			esac
+		fi
+		printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" \
+			"$(mx_stat "s['personas']['gmail']['throttled']")" "$delivered" \
+			"$([ "$t_all" = - ] && echo "- ($delivered by ${DEADLINE} s)" || awk -v t="$t_all" 'BEGIN { printf "%.1f s", t / 1000 }')" \
+			"$refused" "$(pf_log_count 'delivery temporarily suspended')" \
+			"$(pf_log_count 'status=deferred')" "$p50" "$p99" \
+			"$(mx_stat "s['personas']['gmail']['peak']")" "$learned" >>"$RESULTS"
+		note "$name: $(tail -n 1 "$RESULTS")"
+	) || echo -e "$name\tFAILED (see above)" >>"$RESULTS"
+}
+
+[ "$(id -u)" = 0 ] || { echo "bench/campaign.sh: needs root" >&2; exit 77; }
+T0=$SECONDS
+run "Postfix alone" none $SHORT
+run "smtpgov refuse, learning from cap 10" refuse:10:1:10 $SHORT
+run "smtpgov queue, learning from cap 10" queue:10:1:10 $SHORT smtp_connection_cache_on_demand=no
+run "oracle: static cap 3, refuse" refuse:3:3:3 $SHORT
+run "oracle: static cap 3, queue" queue:3:3:3 $SHORT smtp_connection_cache_on_demand=no
+run "default timings: Postfix alone" none $DEFAULT
+run "default timings: smtpgov refuse, learning" refuse:10:1:10 $DEFAULT
+run "default timings: smtpgov queue, learning, cache_on_demand=no" queue:10:1:10 $DEFAULT smtp_connection_cache_on_demand=no
+run "default timings: smtpgov queue, learning, cache_on_demand=yes" queue:10:1:10 $DEFAULT smtp_connection_cache_on_demand=yes
+run "default timings: oracle queue, cache_on_demand=no" queue:3:3:3 $DEFAULT smtp_connection_cache_on_demand=no
+run "default timings: oracle queue, cache_on_demand=yes" queue:3:3:3 $DEFAULT smtp_connection_cache_on_demand=yes
+
+echo
+echo "Campaign: $MSGS messages to $DOMAINS domains of one provider allowing $LIMIT sessions per client IP (mxsim gmail persona, 421-4.4.5 at RCPT); deadline $DEADLINE s per run; short timings: $SHORT; default timings: $DEFAULT; Postfix $(postconf -d -h mail_version), kernel $(uname -r), $(nproc) CPUs; total $((SECONDS - T0)) s."
+echo
+echo "| run | throttle replies received | delivered | time to deliver all | refused by smtpgov | \"delivery temporarily suspended\" lines | deferred lines | wait p50 / p99 (ms) | peak sessions | cap at end |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
+while IFS=$'\t' read -r name thr del t ref susp defer p50 p99 peak cap; do
+	if [ "$thr" = "FAILED (see above)" ]; then
+		echo "| $name | FAILED |||||||||"
+		continue
+	fi
+	w=-
+	[ "$p50" != - ] && w="$p50 / $p99"
+	echo "| $name | $thr | $del/$MSGS | $t | $ref | $susp | $defer | $w | $peak | $cap |"
+done <"$RESULTS"
