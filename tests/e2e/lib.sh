@@ -541,8 +541,8 @@ for g in s["groups"]:
 ' "$1" "$2"
 }
 
-# sg_wait_cap GROUP MAX SECONDS: waits until GROUP's cap is <= MAX (or >= -MAX
-# given as ">=N"); returns 1 on timeout.
+# sg_wait_cap GROUP MAX SECONDS: waits until GROUP's cap is <= MAX (MAX given
+# as ">=N": until it is >= N); returns 1 on timeout.
 sg_wait_cap() {
 	local g=$1 want=$2 deadline=$((SECONDS + $3)) c
 
