@@ -643,6 +643,9 @@ int sg_kernel_unload(const char *pin_dir, char *err, size_t errlen)
 	if ((r = lock_pin_dir(&k, false, err, errlen))) {
 		if (r == -ENOENT)
 			snprintf(err, errlen, "nothing to unload: no pins in %s", pin_dir);
+		else if (r == -EWOULDBLOCK)
+			snprintf(err, errlen, "pin dir %s: a smtpgov load is running on it; stop it first",
+				 pin_dir);
 		return r;
 	}
 	/* Detach first, so no program runs while the maps go away. */

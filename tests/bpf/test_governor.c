@@ -493,35 +493,19 @@ static void test_dry_run(void **state)
 
 static void test_loader_lock(void **state)
 {
-	char out[4096], log[PATH_MAX + 16];
-	pid_t daemon;
-	int st, r = 1;
+	char out[4096], extra[PATH_MAX + 16];
 
 	(void)state;
 	env_config(&E, LO_CONF(2));
-	snprintf(log, sizeof(log), "%s/mail.log", E.tmp);
-	daemon = fork();
-	if (daemon == 0) {
-		execl(smtpgov_bin(), "smtpgov", "--pin-dir", E.pin_dir, "load", "--cgroup", E.cgroup,
-		      "--config", E.conf, "--log", log, (char *)NULL);
-		_exit(127);
-	}
-	E.kids[E.nkids++] = daemon;
-	/* Until the daemon holds the lock, a second load may still win: wait. */
-	for (int i = 0; i < 300; i++) {
-		r = env_cli(&E, out, sizeof(out), "load --cgroup %s --config %s --no-follow",
-			    E.cgroup, E.conf);
-		if (r == 1 && strstr(out, "another smtpgov load"))
-			break;
-		usleep(10000);
-	}
-	assert_int_equal(r, 1);
+	snprintf(extra, sizeof(extra), "--log %s/mail.log", E.tmp);
+	/* the daemon holds the lock from before its first pin until it exits */
+	assert_int_equal(env_daemon(&E, extra, false), 0);
+	assert_int_equal(env_cli(&E, out, sizeof(out), "load --cgroup %s --config %s --no-follow",
+				 E.cgroup, E.conf), 1);
 	assert_non_null(strstr(out, "another smtpgov load is running"));
-	kill(daemon, SIGTERM);
-	assert_int_equal(waitpid(daemon, &st, 0), daemon);
-	E.kids[E.nkids - 1] = 0;
-	assert_true(WIFEXITED(st));
-	assert_int_equal(WEXITSTATUS(st), 0);
+	assert_int_equal(env_cli(&E, out, sizeof(out), "unload"), 1);
+	assert_non_null(strstr(out, "a smtpgov load is running on it; stop it first"));
+	assert_int_equal(env_daemon_stop(&E, SIGTERM), 0);
 	/* enforcement stays pinned after the daemon exits */
 	assert_int_equal(env_cli(&E, out, sizeof(out), "status"), 0);
 	assert_non_null(strstr(out, "lo "));
