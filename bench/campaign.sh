@@ -27,7 +27,8 @@ DEFAULT="queue_run_delay=300s minimal_backoff_time=300s maximal_backoff_time=400
 RESULTS=$(mktemp /tmp/smtpgov-bench.XXXXXX)
 trap 'rm -f "$RESULTS"' EXIT
 
-# sg_group_conf CAP MIN MAX: the gmail group
+# sg_conf VERDICT CAP MIN MAX [retry]: the gmail group; "retry" has smtpgov
+# ask Postfix to retry a message deferred by a concurrency reply at once
 sg_conf() {
 	cat >"$SG_CONF" <<EOF
 [global]
@@ -35,6 +36,7 @@ ports = 2525
 builtin = no
 verdict = $1
 state = $SG_STATE
+$([ "${5:-}" = retry ] && echo "retry_command = postqueue -c $PF_CONF -i %q")
 
 [group gmail]
 ranges = 127.0.10.0/24
@@ -57,7 +59,7 @@ EOF
 }
 
 # run NAME GOVERNOR POSTFIX_SETTINGS...: GOVERNOR is none, or
-# VERDICT:CAP:MIN:MAX. Appends one tab-separated result line to RESULTS.
+# VERDICT:CAP:MIN:MAX[:retry]. Appends one tab-separated result line to RESULTS.
 run() {
 	local name=$1 gov=$2
 	shift 2
@@ -65,16 +67,16 @@ run() {
 		return 0
 	fi
 	(
-		local t0 t_all=- delivered refused=- p50=- p99=- learned=- v cap min max
+		local t0 t_all=- delivered refused=- p50=- p99=- learned=- v cap min max rt
 		e2e_init
 		mx_start --persona "gmail:127.0.10.1-127.0.10.40:2525:limit=$LIMIT:stage=rcpt:greet_delay=150:data_delay=100"
 		# shellcheck disable=SC2068
 		pf_create $@
 		pf_route_range gmail $DOMAINS 127.0.10 1 40 2525
 		if [ "$gov" != none ]; then
-			IFS=: read -r v cap min max <<<"$gov"
+			IFS=: read -r v cap min max rt <<<"$gov"
 			sg_init bench
-			sg_conf "$v" "$cap" "$min" "$max"
+			sg_conf "$v" "$cap" "$min" "$max" "$rt"
 			sg_start
 			pf_start "$SG_CG"
 		else
@@ -120,6 +122,8 @@ run "default timings: Postfix alone" none $DEFAULT
 run "default timings: smtpgov refuse, learning" refuse:10:1:10 $DEFAULT
 run "default timings: smtpgov queue, learning, cache_on_demand=no" queue:10:1:10 $DEFAULT smtp_connection_cache_on_demand=no
 run "default timings: smtpgov queue, learning, cache_on_demand=yes" queue:10:1:10 $DEFAULT smtp_connection_cache_on_demand=yes
+run "default timings: smtpgov queue, learning, cache_on_demand=no, retry_command" queue:10:1:10:retry $DEFAULT smtp_connection_cache_on_demand=no
+run "default timings: smtpgov queue, from cap 2, cache_on_demand=no, retry_command" queue:2:1:10:retry $DEFAULT smtp_connection_cache_on_demand=no
 run "default timings: oracle queue, cache_on_demand=no" queue:3:3:3 $DEFAULT smtp_connection_cache_on_demand=no
 run "default timings: oracle queue, cache_on_demand=yes" queue:3:3:3 $DEFAULT smtp_connection_cache_on_demand=yes
 

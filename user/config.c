@@ -57,6 +57,8 @@ static const struct key keys[] = {
 	{ S_GLOBAL, "state",   K_PATH,    G(state),   0, 0 },
 	{ S_GLOBAL, "log",     K_PATH,    G(log),     0, 0 },
 	{ S_GLOBAL, "verdict", K_VERDICT, G(verdict), 0, 0 },
+	{ S_GLOBAL, "retry_command", K_PATH, G(retry_command), 0, 0 },
+	{ S_GLOBAL, "retry_delay", K_DUR, G(retry_delay), 0, 3600 },
 
 	{ S_GROUP, "ranges",            K_RANGES,      0,                      0, 0 },
 	{ S_GROUP, "ranges_file",       K_RANGES_FILE, 0,                      0, 0 },
@@ -667,6 +669,11 @@ static int validate(struct parse *p)
 			 n4, n6, SG_MAX_RANGES4, SG_MAX_RANGES6);
 		return -E2BIG;
 	}
+	if (cfg->retry_command[0] && !strstr(cfg->retry_command, "%q")) {
+		snprintf(p->err, p->errlen, "retry_command '%s' has no %%q for the queue id",
+			 cfg->retry_command);
+		return -EINVAL;
+	}
 	for (unsigned i = 0; i < cfg->nrules; i++) {
 		const char *gname = p->rule_group[i];
 
@@ -692,6 +699,7 @@ static void defaults(struct sg_config *cfg)
 	cfg->builtin = true;
 	snprintf(cfg->state, sizeof(cfg->state), "/var/lib/smtpgov/state");
 	snprintf(cfg->log, sizeof(cfg->log), "/var/log/mail.log");
+	cfg->retry_delay = 1;
 }
 
 int sg_config_load(struct sg_config *cfg, const char *path, char *err, size_t errlen)

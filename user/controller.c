@@ -34,6 +34,13 @@ void sg_ctl_init(struct sg_ctl *c, const struct sg_group_conf *conf, uint32_t ca
 	c->cap = clamp(conf, cap);
 	c->now = now;
 	c->last_decrease = INT64_MIN;
+	c->backoff = 1;
+}
+
+/* Clean deliveries (or the interval, scaled alike) the next +1 needs. */
+static uint64_t needed(const struct sg_ctl *c, uint64_t base)
+{
+	return c->ceiling && c->cap + 1 >= c->ceiling ? base * c->backoff : base;
 }
 
 void sg_ctl_restore_pause(struct sg_ctl *c, int64_t until, uint32_t resume_cap)
@@ -50,12 +57,22 @@ int64_t sg_ctl_next_due(const struct sg_ctl *c)
 	if (c->paused_until)
 		return c->paused_until;
 	if (c->clean && c->cap < c->conf->max_cap)
-		return c->clean_since + c->conf->increase_interval;
+		return c->clean_since + (int64_t)needed(c, c->conf->increase_interval);
 	return INT64_MAX;
 }
 
 static bool change(struct sg_ctl *c, int64_t t, uint32_t to, struct sg_change *chg)
 {
+	if (to == c->cap + 1) {
+		/* The last probe held: above a ceiling it was wrong. */
+		if (c->ceiling && c->cap >= c->ceiling) {
+			c->ceiling = 0;
+			c->backoff = 1;
+		}
+		c->probe_from = c->cap;
+	} else {
+		c->probe_from = 0;
+	}
 	chg->time = t;
 	chg->from = c->cap;
 	chg->to = to;
@@ -90,7 +107,7 @@ bool sg_ctl_advance(struct sg_ctl *c, int64_t t, struct sg_change *chg)
 	}
 	char d[16];
 
-	duration(c->conf->increase_interval, d, sizeof(d));
+	duration((uint32_t)needed(c, c->conf->increase_interval), d, sizeof(d));
 	snprintf(chg->reason, sizeof(chg->reason), "clean for %s", d);
 	return change(c, due, c->cap + 1, chg);
 }
@@ -127,6 +144,17 @@ bool sg_ctl_signal(struct sg_ctl *c, int64_t t, int action, const char *rule,
 	if (c->last_decrease != INT64_MIN && t - c->last_decrease < (int64_t)g->cooldown)
 		return false;
 	c->last_decrease = t;
+	if (c->probe_from && c->cap == c->probe_from + 1 && c->probe_from >= g->min_cap) {
+		/* The probe failed: one step back, and probe this cap more rarely. */
+		char why[SG_REASON_LEN];
+		uint32_t probed = c->cap;
+
+		c->backoff = c->ceiling == probed && c->backoff < 16 ? c->backoff * 2 : 2;
+		c->ceiling = probed;
+		signal_reason(why, sizeof(why), rule, queue_id);
+		snprintf(chg->reason, sizeof(chg->reason), "%.70s; probe of %u failed", why, probed);
+		return change(c, t, probed - 1, chg);
+	}
 	uint32_t to = decreased(g, c->cap);
 
 	if (to == c->cap)
@@ -144,15 +172,18 @@ bool sg_ctl_delivered(struct sg_ctl *c, int64_t t, const char *queue_id, struct 
 		return false;
 	if (!c->clean)
 		c->clean_since = t;
-	if (c->clean < g->increase_after)
+	uint64_t need = needed(c, g->increase_after);
+
+	if (c->clean < need)
 		c->clean++;
-	if (c->clean < g->increase_after || c->cap >= g->max_cap)
+	if (c->clean < need || c->cap >= g->max_cap)
 		return false;
 	if (queue_id && queue_id[0])
-		snprintf(chg->reason, sizeof(chg->reason), "%u clean deliveries, last queue id %s",
-			 g->increase_after, queue_id);
+		snprintf(chg->reason, sizeof(chg->reason), "%llu clean deliveries, last queue id %s",
+			 (unsigned long long)need, queue_id);
 	else
-		snprintf(chg->reason, sizeof(chg->reason), "%u clean deliveries", g->increase_after);
+		snprintf(chg->reason, sizeof(chg->reason), "%llu clean deliveries",
+			 (unsigned long long)need);
 	return change(c, t, c->cap + 1, chg);
 }
 
@@ -161,6 +192,7 @@ void sg_ctl_follow(struct sg_ctl *c, uint32_t cap, int64_t t)
 	t = clock_at(c, t);
 	c->cap = cap;
 	c->clean = 0;
+	c->probe_from = 0;
 	/* An operator's cap 0 is a pause without an end. */
 	c->paused_until = cap == 0 ? INT64_MAX : 0;
 	c->resume_cap = c->conf->min_cap;

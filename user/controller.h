@@ -10,6 +10,13 @@
  *    max(min_cap, pre-pause cap * decrease): the pause says the cap in force
  *    was too high, so it comes back one decrease lower, but what was learned
  *    below it is kept (min_cap would throw it away and cost a long ramp);
+ *  - probe: an increase is a probe of the cap above what held. A signal at
+ *    the probed cap takes that one step back (cap - 1) instead of a
+ *    multiplicative decrease, remembers the probed cap as a ceiling, and
+ *    doubles (up to 16x) the clean deliveries and interval needed before
+ *    the ceiling is probed again: the cap settles at the provider's limit
+ *    and costs one throttle reply per ever rarer probe. A probe that holds
+ *    clears the ceiling (the provider loosened).
  *  - increase: +1 after `increase_after` clean deliveries, or after a clean
  *    `increase_interval`: one that began with a delivery and saw no signal
  *    and no change since, up to max_cap. A group that sends nothing proves
@@ -45,6 +52,9 @@ struct sg_ctl {
 	int64_t clean_since;     /* first delivery after the last signal or change */
 	uint32_t clean;          /* clean deliveries since the last signal or change */
 	uint64_t signals;        /* throttle signals seen */
+	uint32_t probe_from;     /* cap before the last increase, 0 once settled */
+	uint32_t ceiling;        /* a probe of this cap failed; 0: none */
+	uint32_t backoff;        /* probes of the ceiling wait this many times longer */
 	char pause_rule[64];     /* what caused the pause, for the resume reason */
 	char pause_qid[32];
 	struct sg_change last;   /* last change; last.time 0 = none */

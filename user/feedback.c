@@ -2,6 +2,7 @@
 /* The daemon's log feedback (see feedback.h). */
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,11 @@ struct sg_fb {
 	bool save_state;           /* false: the state path holds a foreign file */
 	bool dirty;                /* a cap changed since the last save */
 	int slot[SG_MAX_GROUPS];   /* config index -> kernel slot */
+	struct {                   /* recent retry_command runs, a ring */
+		char qid[SG_QID_LEN];
+		int64_t when;
+	} retried[32];
+	unsigned nretried;
 	uint32_t written[SG_MAX_GROUPS]; /* last cap written, to notice `smtpgov set` */
 };
 
@@ -199,6 +205,61 @@ static void follow_kernel(struct sg_fb *fb, int g, int64_t now)
 	fb->written[g] = cap;
 }
 
+/*
+ * A message deferred by a concurrency reply in a group that queues: ask the
+ * MTA to retry it now (retry_command, e.g. `postqueue -i %q`) instead of
+ * after its backoff; the waiting room holds it until a slot frees.
+ */
+static void retry(struct sg_fb *fb, int g, const struct sg_learn_result *res)
+{
+	const struct sg_config *cfg = fb->d->cfg;
+	const char *qid = res->ev.queue_id;
+	char cmd[PATH_MAX], *argv[32], *save = NULL, *tok;
+	int argc = 0;
+	pid_t pid;
+
+	if (!cfg->retry_command[0] || cfg->groups[g].verdict != SG_VERDICT_QUEUE ||
+	    res->ev.status != SG_ST_DEFERRED || !res->cls.signal ||
+	    res->cls.class != SG_CLASS_CONCURRENCY || res->cls.action != SG_ACTION_DECREASE ||
+	    !qid[0] || qid[strspn(qid, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")])
+		return;
+	int64_t now = (int64_t)time(NULL);
+
+	/* One reply logged for several recipients: one retry. */
+	for (unsigned i = 0; i < 32; i++)
+		if (!strcmp(fb->retried[i].qid, qid) && now - fb->retried[i].when < 5)
+			return;
+	snprintf(fb->retried[fb->nretried % 32].qid, SG_QID_LEN, "%s", qid);
+	fb->retried[fb->nretried++ % 32].when = now;
+	pid = fork();
+	if (pid < 0) {
+		pr_warn("retry_command for %s: %s", qid, strerror(errno));
+		return;
+	}
+	if (pid > 0) {
+		pr_info("%s: %s deferred by a concurrency reply: asked the MTA to retry it in %us",
+			cfg->groups[g].name, qid, cfg->retry_delay);
+		return;
+	}
+	/* child: wait for the MTA to file the deferral, then run the command */
+	sleep(cfg->retry_delay);
+	for (tok = strtok_r(strcpy(cmd, cfg->retry_command), " \t", &save); tok && argc < 31;
+	     tok = strtok_r(NULL, " \t", &save)) {
+		char *q = strstr(tok, "%q"), *arg = tok;
+
+		if (q) {
+			arg = malloc(strlen(tok) + SG_QID_LEN);
+			if (!arg)
+				_exit(127);
+			sprintf(arg, "%.*s%s%s", (int)(q - tok), tok, qid, q + 2);
+		}
+		argv[argc++] = arg;
+	}
+	argv[argc] = NULL;
+	execvp(argv[0], argv);
+	_exit(127);
+}
+
 static int on_line(void *arg, const char *line, size_t len)
 {
 	struct sg_fb *fb = arg;
@@ -223,6 +284,7 @@ static int on_line(void *arg, const char *line, size_t len)
 	sg_learn_apply(&fb->learn, &res, t);
 	if (fb->learn.ctl[g].signals != signals)
 		publish(fb, g);
+	retry(fb, g, &res);
 	if (fb->dirty)
 		save(fb);
 	arm(fb);
@@ -338,6 +400,8 @@ int sg_feedback_start(struct sg_daemon *d)
 		return -ENOMEM;
 	fb->d = d;
 	fb->follow_fd = fb->timer_fd = fb->map_fd = -1;
+	if (d->cfg->retry_command[0])
+		signal(SIGCHLD, SIG_IGN);   /* retry_command children reap themselves */
 	fb->log = d->opts->log ? d->opts->log : d->cfg->log;
 	if ((r = sg_learn_init(&fb->learn, d->cfg, SG_FMT_AUTO, now, on_change, fb, err, sizeof(err)))) {
 		pr_err("feedback: %s", err);

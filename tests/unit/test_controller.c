@@ -187,6 +187,65 @@ static void test_bounds(void **state)
 	assert_int_equal(c.cap, 0);
 }
 
+/* Deliver n clean messages at t; returns the cap changes they caused. */
+static int deliver(struct sg_ctl *c, int64_t t, int n)
+{
+	struct sg_change chg;
+	int changes = 0;
+
+	for (int i = 0; i < n; i++) {
+		advance(c, t, NULL);
+		if (sg_ctl_delivered(c, t, "Q1", &chg)) {
+			assert_int_equal(chg.to, chg.from + 1);
+			changes++;
+		}
+	}
+	return changes;
+}
+
+static void test_probe_settles_at_the_limit(void **state)
+{
+	struct sg_group_conf g = conf();
+	struct sg_change chg;
+	struct sg_ctl c;
+
+	(void)state;
+	sg_ctl_init(&c, &g, 3, T0);
+	/* 3 holds; +1 probes 4, which the provider refuses: back to 3, not 1 */
+	assert_int_equal(deliver(&c, T0 + 1, 5), 1);
+	assert_int_equal(c.cap, 4);
+	assert_true(sg_ctl_signal(&c, T0 + 2, SG_ACTION_DECREASE, "gmail-421-4.4.5", "Q2", &chg));
+	assert_int_equal(chg.from, 4);
+	assert_int_equal(chg.to, 3);
+	assert_string_equal(chg.reason, "rule gmail-421-4.4.5, queue id Q2; probe of 4 failed");
+	/* the next probe of 4 waits twice as long, then four times... */
+	assert_int_equal(deliver(&c, T0 + 100, 9), 0);
+	assert_int_equal(deliver(&c, T0 + 100, 1), 1);
+	assert_int_equal(c.cap, 4);
+	assert_true(sg_ctl_signal(&c, T0 + 200, SG_ACTION_DECREASE, "r", "Q3", &chg));
+	assert_int_equal(chg.to, 3);
+	assert_int_equal(deliver(&c, T0 + 300, 19), 0);
+	assert_int_equal(deliver(&c, T0 + 300, 1), 1);
+	/* ...and the clean interval too: 8 x 600 s now */
+	assert_true(sg_ctl_signal(&c, T0 + 400, SG_ACTION_DECREASE, "r", "Q4", &chg));
+	assert_int_equal(c.cap, 3);
+	deliver(&c, T0 + 401, 1);
+	assert_int_equal(advance(&c, T0 + 401 + 8 * 600 - 1, NULL), 0);
+	assert_int_equal(advance(&c, T0 + 401 + 8 * 600, &chg), 1);
+	assert_int_equal(chg.to, 4);
+	/* a probe that holds clears the ceiling: 5 comes after the usual 5 */
+	assert_int_equal(deliver(&c, T0 + 6000, 40), 1);
+	assert_int_equal(c.cap, 5);
+	assert_int_equal(deliver(&c, T0 + 6001, 5), 1);
+	assert_int_equal(c.cap, 6);
+	/* a signal that is no probe's (cap held a while) halves as before */
+	deliver(&c, T0 + 6002, 2);
+	assert_true(sg_ctl_signal(&c, T0 + 6003, SG_ACTION_DECREASE, "r", "Q5", &chg));
+	assert_int_equal(chg.to, 5);       /* 6 was the probe: one back */
+	assert_true(sg_ctl_signal(&c, T0 + 6100, SG_ACTION_DECREASE, "r", "Q6", &chg));
+	assert_int_equal(chg.to, 2);       /* 5 held: halve */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -194,6 +253,7 @@ int main(void)
 		cmocka_unit_test(test_pause_then_recovery),
 		cmocka_unit_test(test_ramp_never_jumps),
 		cmocka_unit_test(test_bounds),
+		cmocka_unit_test(test_probe_settles_at_the_limit),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
