@@ -618,6 +618,10 @@ static int merge(struct parse *p)
 
 		if (used[i])
 			continue;
+		/* [global] verdict may come after the group: inherit the final one. */
+		for (size_t k = 0; k < NKEYS; k++)
+			if (keys[k].section == S_GROUP && keys[k].type == K_VERDICT && !p->fg[i].set[k])
+				p->fg[i].g.verdict = cfg->verdict;
 		if ((r = add_group(cfg, &p->fg[i].g))) {
 			snprintf(p->err, p->errlen, "more than %d groups", SG_MAX_GROUPS);
 			return r;
@@ -695,7 +699,7 @@ static void defaults(struct sg_config *cfg)
 	cfg->ports[0] = 25;
 	cfg->nports = 1;
 	cfg->mode = SG_MODE_ENFORCE;
-	cfg->verdict = SG_VERDICT_REFUSE;
+	cfg->verdict = SG_VERDICT_QUEUE;
 	cfg->builtin = true;
 	snprintf(cfg->state, sizeof(cfg->state), "/var/lib/smtpgov/state");
 	snprintf(cfg->log, sizeof(cfg->log), "/var/log/mail.log");

@@ -129,6 +129,10 @@ static void test_override_and_no_builtin(void **state)
 	sg_config_free(&cfg);
 	assert_int_equal(load("[global]\nbuiltin = no\n[group lo]\nranges = 127.0.0.0/8\n"), 0);
 	assert_int_equal(cfg.ngroups, 1);
+	assert_int_equal(cfg.groups[0].verdict, SG_VERDICT_QUEUE);        /* the default */
+	sg_config_free(&cfg);
+	assert_int_equal(load("[group lo]\nranges = 127.0.0.0/8\n[global]\nbuiltin = no\nverdict = refuse\n"), 0);
+	assert_int_equal(cfg.groups[0].verdict, SG_VERDICT_REFUSE);       /* [global] after the group */
 	assert_int_equal(sg_config_group(&cfg, "google"), -1);
 	sg_config_free(&cfg);
 }
