@@ -31,6 +31,7 @@ ports = 2525
 builtin = no
 verdict = queue
 state = $SG_STATE
+retry_command = postqueue -c $PF_CONF -i %q
 
 [group gmail]
 ranges = 127.0.10.0/24
