@@ -106,7 +106,7 @@ while ((SECONDS - T0 < DURATION)); do
 		tightened=1 event="t=${t}s: gmail tightens to 2 sessions per IP: watch its cap follow"
 	fi
 	out=$(view "smtpgov demo  t=${t}s/${DURATION}s  Postfix queue: $(pf_queue_count) messages  ${event:-}")
-	changes=$(grep -o '[a-z]*: cap [0-9]* -> [0-9]* ([^,)]*' "$SG_DLOG" | tail -n 4 | sed 's/^/  /')
+	changes=$(grep -o '[a-z]*: cap [0-9]* -> [0-9]* ([^,)]*' "$SG_DLOG" | tail -n 4 | sed 's/^/  /; s/$/)/')
 	printf '%s%s\nlast cap changes (from the Postfix log):\n%s\n\n' "$clear" "$out" "$changes"
 	sleep 1
 done
