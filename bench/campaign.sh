@@ -29,33 +29,13 @@ trap 'rm -f "$RESULTS"' EXIT
 
 # sg_conf VERDICT CAP MIN MAX [retry]: the gmail group; "retry" has smtpgov
 # ask Postfix to retry a message deferred by a concurrency reply at once
+# (the outlook group of sg_sim_conf stays idle here)
 sg_conf() {
-	cat >"$SG_CONF" <<EOF
-[global]
-ports = 2525
-builtin = no
-verdict = $1
-state = $SG_STATE
-$([ "${5:-}" = retry ] && echo "retry_command = postqueue -c $PF_CONF -i %q")
+	local extra=()
 
-[group gmail]
-ranges = 127.0.10.0/24
-cap = $2
-min_cap = $3
-max_cap = $4
-decrease = 0.5
-cooldown = 3s
-increase_after = 20
-increase_interval = 8s
-queue_wait = 120s
-
-[rule gmail-busy]
-group = gmail
-dsn = 4.4.5
-match = Server busy
-class = concurrency
-action = decrease
-EOF
+	[ "${5:-}" = retry ] && extra=("retry_command = postqueue -c $PF_CONF -i %q")
+	sg_sim_conf "$1" "$(printf 'cap = %s\nmin_cap = %s\nmax_cap = %s\ndecrease = 0.5\ncooldown = 3s\nincrease_after = 20\nincrease_interval = 8s\nqueue_wait = 120s' "$2" "$3" "$4")" \
+		"cap = 2" "${extra[@]}"
 }
 
 # run NAME GOVERNOR POSTFIX_SETTINGS...: GOVERNOR is none, or

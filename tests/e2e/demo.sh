@@ -19,54 +19,18 @@ e2e_init
 sg_init demo
 
 echo "Starting the world: mxsim (simulated providers), a private Postfix, smtpgov..."
-mx_start --persona "gmail:127.0.10.1-127.0.10.40:2525:limit=3:stage=rcpt:greet_delay=150:data_delay=100" \
-	--persona "outlook:127.0.20.1-127.0.20.40:2525:limit=2:style=outlook:greet_delay=150:data_delay=100"
 pf_create queue_run_delay=2s minimal_backoff_time=2s maximal_backoff_time=10s \
 	smtp_connection_cache_on_demand=no
-pf_route_range gmail 40 127.0.10 1 40 2525
-pf_route_range outlook 40 127.0.20 1 40 2525
-cat >"$SG_CONF" <<EOF
-[global]
-ports = 2525
-builtin = no
-verdict = queue
-state = $SG_STATE
-retry_command = postqueue -c $PF_CONF -i %q
-
-[group gmail]
-ranges = 127.0.10.0/24
-cap = 10
+sim_providers
+# both groups start at cap 10 and learn the limits
+LEARN="cap = 10
 min_cap = 1
 max_cap = 10
 decrease = 0.5
 cooldown = 3s
 increase_after = 30
-increase_interval = 15s
-
-[group outlook]
-ranges = 127.0.20.0/24
-cap = 10
-min_cap = 1
-max_cap = 10
-decrease = 0.5
-cooldown = 3s
-increase_after = 30
-increase_interval = 15s
-
-[rule gmail-busy]
-group = gmail
-dsn = 4.4.5
-match = Server busy
-class = concurrency
-action = decrease
-
-[rule outlook-connections]
-group = outlook
-dsn = 4.7.652
-match = exceeded the maximum number of connections
-class = concurrency
-action = decrease
-EOF
+increase_interval = 15s"
+sg_sim_conf queue "$LEARN" "$LEARN" "retry_command = postqueue -c $PF_CONF -i %q"
 sg_start
 pf_start "$SG_CG"
 GMAIL=("${PF_DOMAINS[@]:0:40}") OUTLOOK=("${PF_DOMAINS[@]:40:40}")

@@ -595,3 +595,36 @@ for m in dup[:3]: print("  duplicate", m)
 sys.exit(0 if not dup and not lost and not extra and not both else 1)
 PY
 }
+
+# sim_providers: the two simulated providers of the campaigns (mxsim):
+#   gmail   127.0.10.1-40:2525, 3 sessions per client IP, 421-4.4.5 at RCPT
+#   outlook 127.0.20.1-40:2525, 2 sessions per client IP, 451 4.7.652
+# (GMAIL_LIMIT / OUTLOOK_LIMIT override the limits), and Postfix routes for
+# 40 domains of each: PF_DOMAINS[0..39] gmail, [40..79] outlook. Call after
+# pf_create.
+sim_providers() {
+	mx_start --persona "gmail:127.0.10.1-127.0.10.40:2525:limit=${GMAIL_LIMIT:-3}:stage=rcpt:greet_delay=150:data_delay=100" \
+		--persona "outlook:127.0.20.1-127.0.20.40:2525:limit=${OUTLOOK_LIMIT:-2}:style=outlook:greet_delay=150:data_delay=100"
+	pf_route_range gmail 40 127.0.10 1 40 2525
+	pf_route_range outlook 40 127.0.20 1 40 2525
+}
+
+# sg_sim_conf VERDICT "GMAIL_KEYS" "OUTLOOK_KEYS" [GLOBAL_LINE...]: writes
+# $SG_CONF for sim_providers' world: groups gmail and outlook with their
+# ranges and the given keys ("key = value" lines), and the rules that make
+# the simulator's replies concurrency signals (its groups are not the
+# built-in google/microsoft ones, whose signatures are keyed on those).
+sg_sim_conf() {
+	local verdict=$1 gmail=$2 outlook=$3
+	shift 3
+	{
+		printf '[global]\nports = 2525\nbuiltin = no\nverdict = %s\nstate = %s\n' "$verdict" "$SG_STATE"
+		[ $# -gt 0 ] && printf '%s\n' "$@"
+		printf '\n[group gmail]\nranges = 127.0.10.0/24\n%s\n' "$gmail"
+		printf '\n[group outlook]\nranges = 127.0.20.0/24\n%s\n' "$outlook"
+		printf '\n[rule gmail-busy]\ngroup = gmail\ndsn = 4.4.5\nmatch = Server busy\n'
+		printf 'class = concurrency\naction = decrease\n'
+		printf '\n[rule outlook-connections]\ngroup = outlook\ndsn = 4.7.652\n'
+		printf 'match = exceeded the maximum number of connections\nclass = concurrency\naction = decrease\n'
+	} >"$SG_CONF"
+}

@@ -24,57 +24,21 @@ GMAIL_LIMIT=3 OUTLOOK_LIMIT=2
 e2e_init
 sg_init camp
 
-mx_start --persona "gmail:127.0.10.1-127.0.10.40:2525:limit=$GMAIL_LIMIT:stage=rcpt:greet_delay=150:data_delay=100" \
-	--persona "outlook:127.0.20.1-127.0.20.40:2525:limit=$OUTLOOK_LIMIT:style=outlook:greet_delay=150:data_delay=100"
 # Short retry timings; a refused connect must not mark a destination dead
 # for long (failed_cohort_limit: see README, "How it behaves with Postfix").
 pf_create queue_run_delay=1s minimal_backoff_time=1s maximal_backoff_time=2s \
 	default_destination_concurrency_failed_cohort_limit=10
-pf_route_range gmail 40 127.0.10 1 40 2525
-pf_route_range outlook 40 127.0.20 1 40 2525
+sim_providers
 GMAIL_DOMAINS=("${PF_DOMAINS[@]:0:40}") OUTLOOK_DOMAINS=("${PF_DOMAINS[@]:40:40}")
-
-cat >"$SG_CONF" <<EOF
-[global]
-ports = 2525
-builtin = no
-verdict = refuse
-state = $SG_STATE
-
-[group gmail]
-ranges = 127.0.10.0/24
-cap = 10
+# both groups start at cap 10 and learn the limits
+LEARN="cap = 10
 min_cap = 1
 max_cap = 10
 decrease = 0.5
 cooldown = 3s
 increase_after = 20
-increase_interval = 8s
-
-[group outlook]
-ranges = 127.0.20.0/24
-cap = 10
-min_cap = 1
-max_cap = 10
-decrease = 0.5
-cooldown = 3s
-increase_after = 20
-increase_interval = 8s
-
-[rule gmail-busy]
-group = gmail
-dsn = 4.4.5
-match = Server busy
-class = concurrency
-action = decrease
-
-[rule outlook-connections]
-group = outlook
-dsn = 4.7.652
-match = exceeded the maximum number of connections
-class = concurrency
-action = decrease
-EOF
+increase_interval = 8s"
+sg_sim_conf refuse "$LEARN" "$LEARN"
 
 sg_start
 pf_start "$SG_CG"

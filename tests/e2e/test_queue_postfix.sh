@@ -16,34 +16,12 @@ set -u
 e2e_init
 sg_init queue
 
-mx_start --persona "gmail:127.0.10.1-127.0.10.40:2525:limit=3:stage=rcpt:greet_delay=150:data_delay=100" \
-	--persona "outlook:127.0.20.1-127.0.20.40:2525:limit=2:style=outlook:greet_delay=150:data_delay=100"
 pf_create queue_run_delay=1s minimal_backoff_time=2s maximal_backoff_time=4s \
 	smtp_connection_cache_on_demand=no
-pf_route_range gmail 40 127.0.10 1 40 2525
-pf_route_range outlook 40 127.0.20 1 40 2525
-
-cat >"$SG_CONF" <<EOF
-[global]
-ports = 2525
-builtin = no
-verdict = queue
-state = $SG_STATE
-
-[group gmail]
-ranges = 127.0.10.0/24
-cap = 3
-min_cap = 3
-max_cap = 3
-queue_wait = 120s
-
-[group outlook]
-ranges = 127.0.20.0/24
-cap = 2
-min_cap = 2
-max_cap = 2
-queue_wait = 120s
-EOF
+sim_providers
+# static caps at the providers' limits: the queue must keep every message in
+sg_sim_conf queue "$(printf 'cap = 3\nmin_cap = 3\nmax_cap = 3\nqueue_wait = 120s')" \
+	"$(printf 'cap = 2\nmin_cap = 2\nmax_cap = 2\nqueue_wait = 120s')"
 
 sg_start
 pf_start "$SG_CG"
