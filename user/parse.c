@@ -283,20 +283,11 @@ void sg_time_format(int64_t t, char *buf, size_t len)
 
 /* ---- shared pieces ---------------------------------------------------- */
 
-/* "name[ip]" at s (Postfix); fills host/ip. Returns the byte after ']'. */
-static const char *host_ip(const char *s, const char *end, struct sg_logev *ev)
+/* The address between '[' at lb and ']' at rb, when it is one. */
+static void set_ip(struct sg_logev *ev, const char *lb, const char *rb)
 {
-	const char *lb = s, *rb;
 	char ip[SG_IP_LEN];
 
-	while (lb < end && *lb != '[' && *lb != ' ')
-		lb++;
-	if (lb >= end || *lb != '[')
-		return NULL;
-	rb = memchr(lb, ']', (size_t)(end - lb));
-	if (!rb)
-		return NULL;
-	copy(ev->host, sizeof(ev->host), s, lb);
 	ev->ip[0] = '\0';
 	ev->flags &= ~(unsigned)SG_LEV_HAS_IP;
 	if ((size_t)(rb - lb - 1) < sizeof(ip)) {
@@ -306,6 +297,22 @@ static const char *host_ip(const char *s, const char *end, struct sg_logev *ev)
 			ev->flags |= SG_LEV_HAS_IP;
 		}
 	}
+}
+
+/* "name[ip]" at s (Postfix); fills host/ip. Returns the byte after ']'. */
+static const char *host_ip(const char *s, const char *end, struct sg_logev *ev)
+{
+	const char *lb = s, *rb;
+
+	while (lb < end && *lb != '[' && *lb != ' ')
+		lb++;
+	if (lb >= end || *lb != '[')
+		return NULL;
+	rb = memchr(lb, ']', (size_t)(end - lb));
+	if (!rb)
+		return NULL;
+	copy(ev->host, sizeof(ev->host), s, lb);
+	set_ip(ev, lb, rb);
 	return rb + 1;
 }
 
@@ -727,7 +734,6 @@ static const char *exim_id(const char *s, const char *end, struct sg_logev *ev)
 static const char *exim_host(const char *s, const char *end, struct sg_logev *ev)
 {
 	const char *lb = s, *rb;
-	char ip[SG_IP_LEN];
 
 	while (lb < end && *lb != '[' && *lb != ' ')
 		lb++;
@@ -739,15 +745,7 @@ static const char *exim_host(const char *s, const char *end, struct sg_logev *ev
 		return NULL;
 	if (lb == s)
 		ev->host[0] = '\0';
-	ev->ip[0] = '\0';
-	ev->flags &= ~(unsigned)SG_LEV_HAS_IP;
-	if ((size_t)(rb - lb - 1) < sizeof(ip)) {
-		copy(ip, sizeof(ip), lb + 1, rb);
-		if (!sg_addr_parse(ip, &ev->addr)) {
-			memcpy(ev->ip, ip, sizeof(ip));
-			ev->flags |= SG_LEV_HAS_IP;
-		}
-	}
+	set_ip(ev, lb, rb);
 	rb++;
 	if (end - rb > 1 && rb[0] == ':' && isdig(rb[1]))   /* :port */
 		while (++rb < end && isdig(*rb))

@@ -291,21 +291,27 @@ static void admit(struct sg_room *r, int g)
 	}
 }
 
+/* Answer a waiting connection smtpgov's own 421 and let it go. */
+static void turn_away(struct conn *c, unsigned waited_s)
+{
+	struct sg_room *r = c->owner;
+	char reply[256];
+	int n = snprintf(reply, sizeof(reply), SG_ROOM_TIMEOUT_REPLY, waited_s, r->name[c->group]);
+
+	if (write(c->cfd, reply, (size_t)n) != n) {
+		/* the client is gone; nothing to tell */
+	}
+	unqueue(c);
+	conn_free(c);
+}
+
 static void expire(struct sg_room *r, int g, uint64_t now)
 {
 	struct queue *q = &r->q[g];
-	char reply[256];
 
 	while (q->head && now - q->head->since_ms >= (uint64_t)r->wait_s[g] * 1000) {
-		struct conn *c = q->head;
-		int n = snprintf(reply, sizeof(reply), SG_ROOM_TIMEOUT_REPLY, r->wait_s[g], r->name[g]);
-
-		if (write(c->cfd, reply, (size_t)n) != n) {
-			/* the client is gone; nothing to tell */
-		}
 		__atomic_fetch_add(&r->k->groups[g].queue_timeouts, 1, __ATOMIC_RELAXED);
-		unqueue(c);
-		conn_free(c);
+		turn_away(q->head, r->wait_s[g]);
 	}
 }
 
@@ -636,18 +642,8 @@ void sg_room_stop(struct sg_room *r)
 		bpf_map_update_elem(r->k->settings_fd, &zero, &s, BPF_ANY);
 	}
 	for (int g = 0; g < SG_MAX_GROUPS; g++) {
-		while (r->q[g].head) {
-			struct conn *c = r->q[g].head;
-			char reply[256];
-			int n = snprintf(reply, sizeof(reply), SG_ROOM_TIMEOUT_REPLY,
-					 (unsigned)((now_ms() - c->since_ms) / 1000), r->name[g]);
-
-			if (write(c->cfd, reply, (size_t)n) != n) {
-				/* the client is gone */
-			}
-			unqueue(c);
-			conn_free(c);
-		}
+		while (r->q[g].head)
+			turn_away(r->q[g].head, (unsigned)((now_ms() - r->q[g].head->since_ms) / 1000));
 		r->k->groups[g].waiting = 0;
 	}
 	if (r->lfd4 >= 0) {
