@@ -220,9 +220,16 @@ static int on_client(void *arg, uint32_t events)
 	struct conn *c = arg;
 
 	if (c->state == WAITING) {
-		/* The MTA gave up while waiting (it sends nothing before the
-		 * greeting, so readable means EOF or reset). */
-		if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+		char b;
+		ssize_t n = events & (EPOLLHUP | EPOLLERR) ? 0 :
+			    recv(c->cfd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+
+		/* An SMTP client sends nothing before the greeting: readable
+		 * means it gave up. A client that speaks first (TLS on
+		 * connect) keeps its bytes in the socket until we relay. */
+		if (n > 0) {
+			sg_loop_mod(c->owner->loop, c->cfd, 0);
+		} else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
 			unqueue(c);
 			conn_free(c);
 		}
