@@ -112,18 +112,20 @@ static void sample(struct sg_room *r, int g, uint32_t ms)
 	grp->wait_p99_ms = s[q->nsamples * 99 / 100];
 }
 
+/* Take an fd out of the loop and close it. */
+static void drop_fd(struct sg_loop *loop, int *fd)
+{
+	if (*fd < 0)
+		return;
+	sg_loop_del(loop, *fd);
+	close(*fd);
+	*fd = -1;
+}
+
 static void conn_free(struct conn *c)
 {
-	struct sg_room *r = c->owner;
-
-	if (c->cfd >= 0) {
-		sg_loop_del(r->loop, c->cfd);
-		close(c->cfd);
-	}
-	if (c->ufd >= 0) {
-		sg_loop_del(r->loop, c->ufd);
-		close(c->ufd);
-	}
+	drop_fd(c->owner->loop, &c->cfd);
+	drop_fd(c->owner->loop, &c->ufd);
 	free(c);
 }
 
@@ -653,18 +655,9 @@ void sg_room_stop(struct sg_room *r)
 			turn_away(r->q[g].head, (unsigned)((now_ms() - r->q[g].head->since_ms) / 1000));
 		r->k->groups[g].waiting = 0;
 	}
-	if (r->lfd4 >= 0) {
-		sg_loop_del(r->loop, r->lfd4);
-		close(r->lfd4);
-	}
-	if (r->lfd6 >= 0) {
-		sg_loop_del(r->loop, r->lfd6);
-		close(r->lfd6);
-	}
-	if (r->tick_fd >= 0) {
-		sg_loop_del(r->loop, r->tick_fd);
-		close(r->tick_fd);
-	}
+	drop_fd(r->loop, &r->lfd4);
+	drop_fd(r->loop, &r->lfd6);
+	drop_fd(r->loop, &r->tick_fd);
 	if (r->wake) {
 		sg_loop_del(r->loop, ring_buffer__epoll_fd(r->wake));
 		ring_buffer__free(r->wake);
