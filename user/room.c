@@ -5,6 +5,8 @@
  * RELAYING and is freed when both directions are finished.
  */
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <signal.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -519,6 +521,28 @@ static int write_pid(const char *cgroup)
 	return r;
 }
 
+/* Remove the (empty) room cgroups of daemons that were killed. */
+static void sweep_rooms(const char *parent)
+{
+	DIR *dir = opendir(parent);
+	struct dirent *de;
+
+	if (!dir)
+		return;
+	while ((de = readdir(dir))) {
+		char path[PATH_MAX];
+		int pid;
+
+		if (sscanf(de->d_name, "smtpgov-room.%d", &pid) != 1 || pid == getpid() ||
+		    kill(pid, 0) == 0 || errno != ESRCH)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", parent, de->d_name);
+		if (!rmdir(path))
+			pr_info("removed %s, left by a daemon that was killed", path);
+	}
+	closedir(dir);
+}
+
 /*
  * Govern our own upstream connects: unless we already run inside the
  * governed cgroup, move into a cgroup of our own below the one we were
@@ -547,6 +571,7 @@ static int govern_self(struct sg_room *r)
 	if (n && !strncmp(r->parent, r->k->cgroup_path, n) &&
 	    (r->parent[n] == '\0' || r->parent[n] == '/'))
 		return 0;   /* inside the governed tree already */
+	sweep_rooms(r->parent);
 	snprintf(r->cgroup, sizeof(r->cgroup), "%s/smtpgov-room.%d", r->parent, getpid());
 	if (mkdir(r->cgroup, 0755) && errno != EEXIST)
 		return -errno;

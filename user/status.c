@@ -85,6 +85,12 @@ int sg_status_print(FILE *fp, struct sg_kernel *k, bool json)
 
 	if ((r = sg_kernel_settings(k, &s)))
 		return r;
+	/* A killed daemon leaves its port behind, not its listener. */
+	__u64 cookie;
+	__u32 zero = 0;
+
+	if (s.room_port && bpf_map_lookup_elem(k->room_fd, &zero, &cookie))
+		s.room_port = 0;
 	fbfd = sg_feedback_map(k->pin_dir, false);
 	sg_kernel_count_ranges(k, n4, n6);
 	sg_cgroup_path(k->cgroup_id, cgroup, sizeof(cgroup));
@@ -93,7 +99,7 @@ int sg_status_print(FILE *fp, struct sg_kernel *k, bool json)
 		fprintf(fp, "{\"mode\":\"%s\",\"ports\":[", sg_mode_name(s.mode));
 		for (unsigned i = 0; i < s.nports && i < SG_MAX_PORTS; i++)
 			fprintf(fp, "%s%u", i ? "," : "", s.ports[i]);
-		fputs("],\"cgroup\":", fp);
+		fprintf(fp, "],\"room_port\":%u,\"cgroup\":", s.room_port);
 		sg_json_str(fp, cgroup[0] ? cgroup : NULL);
 		fputs(",\"pin_dir\":", fp);
 		sg_json_str(fp, k->pin_dir);
@@ -136,7 +142,9 @@ int sg_status_print(FILE *fp, struct sg_kernel *k, bool json)
 				n6[i], live, g->cap, g->min_cap, g->max_cap,
 				(unsigned long long)g->admitted, (unsigned long long)g->refused,
 				sg_verdict_name(g->verdict));
-			if (g->verdict == SG_VERDICT_QUEUE)
+			if (g->verdict == SG_VERDICT_QUEUE && !s.room_port)
+				fprintf(fp, " (no waiting room open: over cap is refused)");
+			else if (g->verdict == SG_VERDICT_QUEUE)
 				fprintf(fp, " (waiting %u, oldest %u ms; queued %llu, timeouts %llu; "
 					"wait p50/p90/p99 %u/%u/%u ms)", g->waiting, g->wait_oldest_ms,
 					(unsigned long long)g->queued,
