@@ -256,6 +256,8 @@ static __always_inline int govern(struct bpf_sock_addr *ctx, __u32 gid,
 		return ALLOW;
 	}
 	__sync_fetch_and_add(&grp->admitted, 1);
+	if (s->room_mark && sk->mark == s->room_mark)
+		emit(grp, gid, SG_EV_DEQUEUED, s, family, addr, port, old + 1);
 	return ALLOW;
 }
 

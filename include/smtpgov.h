@@ -172,6 +172,7 @@ enum sg_event_kind {
 	SG_EV_REFUSED     = 1, /* connect refused with EPERM */
 	SG_EV_WOULD_REFUSE = 2,/* dry-run: would have been refused */
 	SG_EV_QUEUED      = 3, /* sent to the waiting room */
+	SG_EV_DEQUEUED    = 4, /* left it: the room's upstream connect was admitted */
 };
 
 /* `events`: BPF_MAP_TYPE_RINGBUF records. */

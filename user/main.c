@@ -333,7 +333,7 @@ static const struct cmd cmds[] = {
 	{ "lookup", "IP", "print the group of an address, or none",
 	  { { "config", "FILE", "look up in this config instead of the running instance" } },
 	  1, 1, false, cmd_lookup },
-	{ "events", "", "stream refusal events (time, pid, comm, destination, group, live/cap)",
+	{ "events", "", "stream refusal and waiting-room events (time, pid, comm, destination, group, live/cap)",
 	  { { "json", NULL, "one JSON object per event" } }, 0, 0, true, cmd_events },
 	{ "parse", "", "read an MTA log on standard input, print one JSON object per delivery event",
 	  { { "config", "FILE", "INI config (default: the built-in groups)" },

@@ -177,8 +177,12 @@ static int on_event(void *ctx, void *data, size_t len)
 	const struct sg_event *e = data;
 	char addr[INET6_ADDRSTRLEN], when[64], name[SG_NAME_LEN + 1] = "?", comm[17];
 	struct timespec mono, real;
-	const char *kind = e->kind == SG_EV_REFUSED ? "refused" :
-			   e->kind == SG_EV_QUEUED ? "queued" : "would-refuse";
+	static const char *const kinds[] = {
+		[SG_EV_REFUSED] = "refused", [SG_EV_WOULD_REFUSE] = "would-refuse",
+		[SG_EV_QUEUED] = "queued", [SG_EV_DEQUEUED] = "dequeued",
+	};
+	const char *kind = e->kind < sizeof(kinds) / sizeof(kinds[0]) && kinds[e->kind] ?
+			   kinds[e->kind] : "?";
 	int64_t ns;
 	time_t secs;
 	struct tm tm;

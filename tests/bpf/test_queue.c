@@ -258,6 +258,20 @@ static void crowd_test(int family, const char *client_addr, const char *server_a
 	assert_int_equal(g->refused, 0);
 	assert_int_equal(g->live, 0);
 	assert_int_equal(g->waiting, 0);
+	/* `events` shows connections entering and leaving the waiting room */
+	char cmd[PATH_MAX + 256], ev[16384];
+	FILE *p;
+	size_t n;
+
+	snprintf(cmd, sizeof(cmd), "timeout -s INT 0.5 %s --pin-dir %s events --json", smtpgov_bin(),
+		 E.pin_dir);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	n = fread(ev, 1, sizeof(ev) - 1, p);
+	ev[n] = '\0';
+	pclose(p);
+	assert_non_null(strstr(ev, "\"event\":\"queued\""));
+	assert_non_null(strstr(ev, "\"event\":\"dequeued\""));
 	/* first come, first served */
 	assert_int_equal(sh->norder, CLIENTS);
 	for (int i = 0; i < CLIENTS; i++)
