@@ -69,6 +69,18 @@ static int lo_live(void)
 	return __atomic_load_n(&env_group(&E, "lo")->live, __ATOMIC_SEQ_CST);
 }
 
+/* Load conf (with extra load options), listen on 127.0.0.2, and run child
+ * in the cgroup to its end. */
+static void load_and_run(const char *conf, const char *extra, int (*child)(void *),
+			 struct listener *l)
+{
+	env_config(&E, conf);
+	assert_int_equal(env_load(&E, extra), 0);
+	assert_int_equal(listener_start(l, AF_INET, "127.0.0.2", TEST_PORT), 0);
+	assert_int_equal(env_wait(&E, env_spawn(&E, child, NULL)), 0);
+	listener_stop(l);
+}
+
 /* --- cap N admits exactly N; the N+1st gets EPERM; a close admits the next --- */
 
 static int child_cap(void *arg)
@@ -95,11 +107,7 @@ static void test_cap_admits_exactly_n(void **state)
 	struct sg_group *g;
 
 	(void)state;
-	env_config(&E, LO_CONF(3));
-	assert_int_equal(env_load(&E, NULL), 0);
-	assert_int_equal(listener_start(&l, AF_INET, "127.0.0.2", TEST_PORT), 0);
-	assert_int_equal(env_wait(&E, env_spawn(&E, child_cap, NULL)), 0);
-	listener_stop(&l);
+	load_and_run(LO_CONF(3), NULL, child_cap, &l);
 
 	assert_int_equal(sh->n, 5);
 	assert_int_equal(sh->err[0], 0);
@@ -168,11 +176,7 @@ static void test_race_never_exceeds_cap(void **state)
 	struct sg_group *g;
 
 	(void)state;
-	env_config(&E, LO_CONF(4));
-	assert_int_equal(env_load(&E, NULL), 0);
-	assert_int_equal(listener_start(&l, AF_INET, "127.0.0.2", TEST_PORT), 0);
-	assert_int_equal(env_wait(&E, env_spawn(&E, child_race, NULL)), 0);
-	listener_stop(&l);
+	load_and_run(LO_CONF(4), NULL, child_race, &l);
 	g = env_group(&E, "lo");
 
 	print_message("race: listener peak %d, accepted %d; admitted %llu, refused %llu\n",
@@ -365,11 +369,7 @@ static void test_v4_mapped(void **state)
 	struct listener l;
 
 	(void)state;
-	env_config(&E, LO_CONF(1));
-	assert_int_equal(env_load(&E, NULL), 0);
-	assert_int_equal(listener_start(&l, AF_INET, "127.0.0.2", TEST_PORT), 0);
-	assert_int_equal(env_wait(&E, env_spawn(&E, child_mapped, NULL)), 0);
-	listener_stop(&l);
+	load_and_run(LO_CONF(1), NULL, child_mapped, &l);
 	assert_int_equal(sh->err[0], 0);
 	assert_int_equal(sh->err[1], EPERM);
 	assert_int_equal(sh->live[0], 1);
@@ -475,11 +475,7 @@ static void test_dry_run(void **state)
 	char out[4096];
 
 	(void)state;
-	env_config(&E, LO_CONF(1));
-	assert_int_equal(env_load(&E, "--dry-run"), 0);
-	assert_int_equal(listener_start(&l, AF_INET, "127.0.0.2", TEST_PORT), 0);
-	assert_int_equal(env_wait(&E, env_spawn(&E, child_three, NULL)), 0);
-	listener_stop(&l);
+	load_and_run(LO_CONF(1), "--dry-run", child_three, &l);
 	assert_int_equal(sh->err[0] + sh->err[1] + sh->err[2], 0);
 	assert_int_equal(sh->live[0], 3);
 	assert_int_equal(l.accepted, 3);

@@ -125,17 +125,23 @@ mx_start() {
 # mx_stop: SIGTERM to mxsim (it writes MX_STATS on the way out), waits up to
 # 5 s, then SIGKILL. Only the PID mx_start recorded.
 mx_stop() {
+	[ -n "$MX_PID" ] || return 0
+	stop_pid "$MX_PID"
+	MX_PID=
+}
+
+# stop_pid PID: SIGTERM to a process this script started, up to 5 s to go,
+# then SIGKILL; reaps it.
+stop_pid() {
 	local i
 
-	[ -n "$MX_PID" ] || return 0
-	kill -TERM "$MX_PID" 2>/dev/null
+	kill -TERM "$1" 2>/dev/null
 	for i in $(seq 50); do
-		kill -0 "$MX_PID" 2>/dev/null || break
+		kill -0 "$1" 2>/dev/null || break
 		sleep 0.1
 	done
-	kill -KILL "$MX_PID" 2>/dev/null
-	wait "$MX_PID" 2>/dev/null
-	MX_PID=
+	kill -KILL "$1" 2>/dev/null
+	wait "$1" 2>/dev/null
 }
 
 # mx_ctl COMMAND...: sends one line to the control socket, prints the reply
@@ -466,16 +472,8 @@ sg_start() {
 # sg_stop: SIGTERM to the daemon sg_start started (it removes its waiting
 # room cgroup), SIGKILL after 5 s. Enforcement stays pinned.
 sg_stop() {
-	local i
-
 	[ -n "$SG_PID" ] || return 0
-	kill -TERM "$SG_PID" 2>/dev/null
-	for i in $(seq 50); do
-		kill -0 "$SG_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$SG_PID" 2>/dev/null
-	wait "$SG_PID" 2>/dev/null
+	stop_pid "$SG_PID"
 	SG_PID=
 	sg_rm_rooms
 }
