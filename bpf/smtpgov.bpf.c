@@ -217,6 +217,7 @@ static __always_inline int govern(struct bpf_sock_addr *ctx, __u32 gid,
 	struct sg_group *grp = bpf_map_lookup_elem(&groups, &gid);
 	struct bpf_sock *sk = ctx->sk;
 	struct sg_sock *tag, t = { .group = gid, .flags = SG_SOCK_COUNTED };
+	bool from_room;
 	__u64 cookie;
 	__s32 old;
 
@@ -232,13 +233,14 @@ static __always_inline int govern(struct bpf_sock_addr *ctx, __u32 gid,
 		untag(&cookie, tag);
 	}
 
+	from_room = s->room_mark && sk->mark == s->room_mark;
 	old = __sync_fetch_and_add(&grp->live, 1);
 	if (old >= (__s32)grp->cap) {
 		if (s->mode != SG_MODE_DRY_RUN) {
 			__sync_fetch_and_add(&grp->live, -1);
 			/* The waiting room's own upstream: it retries when a slot
 			 * frees; never sent back to the room, not a refusal. */
-			if (s->room_mark && sk->mark == s->room_mark)
+			if (from_room)
 				return REFUSE;
 			if (grp->verdict == SG_VERDICT_QUEUE && room_open(s, grp))
 				return enqueue(ctx, &cookie, grp, gid, s, family, addr, port);
@@ -256,7 +258,7 @@ static __always_inline int govern(struct bpf_sock_addr *ctx, __u32 gid,
 		return ALLOW;
 	}
 	__sync_fetch_and_add(&grp->admitted, 1);
-	if (s->room_mark && sk->mark == s->room_mark)
+	if (from_room)
 		emit(grp, gid, SG_EV_DEQUEUED, s, family, addr, port, old + 1);
 	return ALLOW;
 }
