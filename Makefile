@@ -11,12 +11,25 @@ ARCH     := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 
 CFLAGS   ?= -O2 -g
 WARN     := -Wall -Wextra -Werror
-CPPFLAGS := -Iinclude -Iuser -Itests/lib -I$(OUT) -D_GNU_SOURCE
 # snprintf truncation is checked where it matters; the warning is noise here.
 USER_WARN := $(WARN) -Wno-format-truncation
 DEPFLAGS  = -MMD -MP
-LDLIBS   := -lbpf -lelf -lz -linih -lpcre2-8 -lsystemd
 BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -I. -Iinclude $(WARN)
+
+# The layers of user/, each seeing only itself and the ones below it
+# (README: Layout). The include path is the rule: core sees core and
+# include/; kernel adds libbpf and the skeleton; daemon adds kernel; the
+# CLI sees everything.
+CORE_INC   := -Iinclude -Iuser/core
+KERNEL_INC := $(CORE_INC) -Iuser/kernel -I$(OUT)
+DAEMON_INC := $(KERNEL_INC) -Iuser/daemon
+CLI_INC    := $(DAEMON_INC) -Iuser/cli
+TEST_INC   := $(CLI_INC) -Itests/lib
+BASE_CPPFLAGS := -D_GNU_SOURCE
+
+CORE_LIBS   := -linih -lpcre2-8
+KERNEL_LIBS := -lbpf -lelf -lz
+LDLIBS      := $(KERNEL_LIBS) $(CORE_LIBS) -lsystemd
 
 ifeq ($(V),1)
 Q :=
@@ -26,9 +39,13 @@ Q := @
 msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
 endif
 
-USER_SRCS := $(wildcard user/*.c)
-USER_OBJS := $(USER_SRCS:%.c=$(OUT)/%.o)
-LIB_OBJS  := $(filter-out $(OUT)/user/main.o,$(USER_OBJS))
+CORE_OBJS   := $(patsubst %.c,$(OUT)/%.o,$(wildcard user/core/*.c))
+KERNEL_OBJS := $(patsubst %.c,$(OUT)/%.o,$(wildcard user/kernel/*.c))
+DAEMON_OBJS := $(patsubst %.c,$(OUT)/%.o,$(wildcard user/daemon/*.c))
+CLI_OBJS    := $(patsubst %.c,$(OUT)/%.o,$(wildcard user/cli/*.c))
+CORE_LIB    := $(OUT)/libsmtpgov-core.a
+# Everything but main(): what root tests and benchmarks link.
+RUNTIME_OBJS := $(KERNEL_OBJS) $(DAEMON_OBJS) $(filter-out $(OUT)/user/cli/main.o,$(CLI_OBJS))
 UNIT_BINS := $(patsubst tests/unit/%.c,$(OUT)/tests/unit/%,$(wildcard tests/unit/test_*.c))
 BPF_TESTS := $(patsubst tests/bpf/%.c,$(OUT)/tests/bpf/%,$(wildcard tests/bpf/test_*.c))
 TEST_HELPERS := $(patsubst %.c,$(OUT)/%.o,$(wildcard tests/lib/*.c))
@@ -48,20 +65,47 @@ $(OUT)/smtpgov.skel.h: $(OUT)/smtpgov.bpf.o
 	$(call msg,GEN-SKEL,$@)
 	$(Q)$(BPFTOOL) gen skeleton $< name smtpgov_bpf > $@
 
-$(OUT)/%.o: %.c $(OUT)/smtpgov.skel.h
+define compile
 	$(call msg,CC,$@)
 	$(Q)mkdir -p $(@D)
-	$(Q)$(CC) $(CFLAGS) $(USER_WARN) $(CPPFLAGS) $(DEPFLAGS) -c $< -o $@
+	$(Q)$(CC) $(CFLAGS) $(USER_WARN) $(BASE_CPPFLAGS) $(1) $(DEPFLAGS) -c $< -o $@
+endef
 
-$(OUT)/smtpgov: $(USER_OBJS)
+# Only the kernel module waits for the skeleton; the rest builds without
+# clang and bpftool (make check-unit).
+$(OUT)/user/core/%.o: user/core/%.c
+	$(call compile,$(CORE_INC))
+$(OUT)/user/kernel/%.o: user/kernel/%.c $(OUT)/smtpgov.skel.h
+	$(call compile,$(KERNEL_INC))
+$(OUT)/user/daemon/%.o: user/daemon/%.c
+	$(call compile,$(DAEMON_INC))
+$(OUT)/user/cli/%.o: user/cli/%.c
+	$(call compile,$(CLI_INC))
+$(OUT)/tests/unit/%.o: tests/unit/%.c
+	$(call compile,$(CORE_INC) -Iuser/daemon)
+$(OUT)/tests/%.o: tests/%.c $(OUT)/smtpgov.skel.h
+	$(call compile,$(TEST_INC))
+$(OUT)/bench/%.o: bench/%.c $(OUT)/smtpgov.skel.h
+	$(call compile,$(TEST_INC))
+
+$(CORE_LIB): $(CORE_OBJS)
+	$(call msg,AR,$@)
+	$(Q)$(AR) rcs $@ $^
+
+$(OUT)/smtpgov: $(OUT)/user/cli/main.o $(RUNTIME_OBJS) $(CORE_LIB)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
 
-$(OUT)/tests/unit/%: $(OUT)/tests/unit/%.o $(LIB_OBJS) $(TEST_HELPERS)
+# Unit tests: the core archive only (test_follow adds the follower).
+$(OUT)/tests/unit/test_follow: $(OUT)/tests/unit/test_follow.o $(OUT)/user/daemon/follow.o $(CORE_LIB)
 	$(call msg,LINK,$@)
-	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -lcmocka -o $@
+	$(Q)$(CC) $(CFLAGS) $^ $(CORE_LIBS) -lsystemd -lcmocka -o $@
 
-$(OUT)/tests/bpf/%: $(OUT)/tests/bpf/%.o $(LIB_OBJS) $(TEST_HELPERS)
+$(OUT)/tests/unit/%: $(OUT)/tests/unit/%.o $(CORE_LIB)
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(CFLAGS) $^ $(CORE_LIBS) -lcmocka -o $@
+
+$(OUT)/tests/bpf/%: $(OUT)/tests/bpf/%.o $(TEST_HELPERS) $(RUNTIME_OBJS) $(CORE_LIB)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -lcmocka -lpthread -o $@
 
@@ -69,7 +113,7 @@ $(OUT)/%: $(OUT)/tests/tools/%.o
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -lpthread -o $@
 
-$(OUT)/bench/%: $(OUT)/bench/%.o $(LIB_OBJS) $(TEST_HELPERS)
+$(OUT)/bench/%: $(OUT)/bench/%.o $(TEST_HELPERS) $(RUNTIME_OBJS) $(CORE_LIB)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -lpthread -o $@
 

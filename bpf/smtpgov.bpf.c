@@ -6,7 +6,7 @@
  * group (or refuse the connect, or send it to the waiting room), and
  * cgroup/sock_release gives it back; sock_ops files where a queued connect
  * was going. The daemon checks the tags against the live sockets
- * (user/recount.c) to repair drift. The semantics and the map layout are in
+ * (user/kernel/recount.c) to repair drift. The semantics and the map layout are in
  * include/smtpgov.h.
  */
 #include "vmlinux.h"
@@ -58,7 +58,7 @@ struct {
  * The per-socket tag, keyed by socket cookie (never reused while the
  * system runs). A preallocated hash: no allocation on the connect path.
  * Whoever deletes a counted entry gives its slot back, so the release hook
- * and the daemon's recount (user/recount.c) can never both do it.
+ * and the daemon's recount (user/kernel/recount.c) can never both do it.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

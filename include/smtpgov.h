@@ -199,7 +199,7 @@ static inline int sg_event_due(__u64 last, __u64 now, __u64 interval)
 /*
  * `feedback`: BPF_MAP_TYPE_ARRAY of SG_MAX_GROUPS entries, key = group slot
  * (as in `groups`). No BPF program uses it: the daemon's log feedback
- * (user/feedback.c) creates and pins it, and `smtpgov status` reads it. It
+ * (user/daemon/feedback.c) creates and pins it, and `smtpgov status` reads it. It
  * says what the feedback loop saw and did; `smtpgov unload` removes it with
  * the other pins.
  */

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause
-/* Unit tests: CIDR parsing and the userspace range table (user/cidr.c, user/ranges.c). */
+/* Unit tests: CIDR parsing and the userspace range table (user/core/cidr.c, user/core/ranges.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

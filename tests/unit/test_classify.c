@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause
-/* Unit tests: the reply classifier (user/classify.c), built-ins and [rule] sections. */
+/* Unit tests: the reply classifier (user/core/classify.c), built-ins and [rule] sections. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

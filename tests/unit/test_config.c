@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause
-/* Unit tests: config loading and validation (user/config.c). */
+/* Unit tests: config loading and validation (user/core/config.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

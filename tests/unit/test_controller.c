@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause
-/* Unit tests: the per-group cap controller (user/controller.c), injected clock. */
+/* Unit tests: the per-group cap controller (user/core/controller.c), injected clock. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

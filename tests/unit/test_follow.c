@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause
 /*
- * Unit tests: the log follower (user/follow.c) on a temp dir: partial lines,
+ * Unit tests: the log follower (user/daemon/follow.c) on a temp dir: partial lines,
  * rotation by rename, copy-truncate, a file that appears later, following
  * from the end, standard input. Every line must arrive once, in order.
  */

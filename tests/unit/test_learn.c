@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause
 /*
- * Unit tests: the feedback pipeline (user/learn.c) and `smtpgov replay`
- * (user/replay.c): lines in, cap changes out, by the lines' timestamps.
+ * Unit tests: the feedback pipeline (user/core/learn.c) and `smtpgov replay`
+ * (user/core/replay.c): lines in, cap changes out, by the lines' timestamps.
  */
 #include <setjmp.h>
 #include <stdarg.h>

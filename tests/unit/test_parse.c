@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause
 /*
- * Unit tests: the MTA log parser (user/parse.c) and `smtpgov parse` output
- * (user/replay.c). Golden files: tests/data/NAME.log in, tests/data/NAME.ref
+ * Unit tests: the MTA log parser (user/core/parse.c) and `smtpgov parse` output
+ * (user/core/replay.c). Golden files: tests/data/NAME.log in, tests/data/NAME.ref
  * the expected JSON lines out. SG_UPDATE_GOLDEN=1 rewrites the .ref files
  * (review the diff before committing them).
  */

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause
-/* Unit tests: the state file of learned caps (user/state.c): round trip and corruption. */
+/* Unit tests: the state file of learned caps (user/core/state.c): round trip and corruption. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

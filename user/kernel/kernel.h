@@ -87,4 +87,7 @@ const char *sg_cgroup2_root(void);
 /* Path of a cgroup by id under the cgroup2 mount, or "" if not found. */
 void sg_cgroup_path(uint64_t id, char *buf, size_t len);
 
+/* Route libbpf's own messages through sg_log, demoted one level. */
+void sg_log_libbpf(void);
+
 #endif

@@ -2,7 +2,6 @@
 /* Logging facade for the CLI and the daemon (see log.h). */
 #include <stdarg.h>
 #include <stdio.h>
-#include <bpf/libbpf.h>
 #include "log.h"
 
 int sg_log_level = SG_LOG_INFO;
@@ -25,19 +24,4 @@ void sg_log(int level, const char *fmt, ...)
 	va_start(ap, fmt);
 	vlog(level, fmt, ap);
 	va_end(ap);
-}
-
-static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
-{
-	/* libbpf's warnings are details of an error we report ourselves in
-	 * one line; -v shows them. */
-	if (level == LIBBPF_DEBUG || sg_log_level < SG_LOG_DEBUG)
-		return 0;
-	fprintf(stderr, "smtpgov: libbpf: ");
-	return vfprintf(stderr, fmt, ap);
-}
-
-void sg_log_libbpf(void)
-{
-	libbpf_set_print(libbpf_print);
 }

@@ -5,6 +5,7 @@
  * with the config, drift repair and unload. See kernel.h.
  */
 #include <dirent.h>
+#include <stdarg.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -682,4 +683,19 @@ int sg_kernel_unload(const char *pin_dir, char *err, size_t errlen)
 out:
 	sg_kernel_close(&k);
 	return r;
+}
+
+static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	/* libbpf's warnings are details of an error we report ourselves in
+	 * one line; -v shows them. */
+	if (level == LIBBPF_DEBUG || sg_log_level < SG_LOG_DEBUG)
+		return 0;
+	fprintf(stderr, "smtpgov: libbpf: ");
+	return vfprintf(stderr, fmt, ap);
+}
+
+void sg_log_libbpf(void)
+{
+	libbpf_set_print(libbpf_print);
 }

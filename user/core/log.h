@@ -15,7 +15,4 @@ void sg_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 #define pr_info(...)  sg_log(SG_LOG_INFO, __VA_ARGS__)
 #define pr_debug(...) sg_log(SG_LOG_DEBUG, __VA_ARGS__)
 
-/* Route libbpf's own messages through sg_log, demoted one level. */
-void sg_log_libbpf(void);
-
 #endif
