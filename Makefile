@@ -12,7 +12,9 @@ ARCH     := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 CFLAGS   ?= -O2 -g
 WARN     := -Wall -Wextra -Werror
 # snprintf truncation is checked where it matters; the warning is noise here.
-USER_WARN := $(WARN) -Wno-format-truncation
+# Only GCC knows it (clang 14 rejects the flag under -Werror): ask the compiler.
+cc_has = $(shell $(CC) -Werror $(1) -E -x c /dev/null >/dev/null 2>&1 && echo $(1))
+USER_WARN := $(WARN) $(call cc_has,-Wno-format-truncation)
 DEPFLAGS  = -MMD -MP
 BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -I. -Iinclude $(WARN)
 

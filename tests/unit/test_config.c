@@ -167,6 +167,38 @@ static void test_errors(void **state)
 	expect_error("[group x]\nranges = 10.0.0.0/8 10.0.0.0/8 10.0.0.0/8 10.0.0.0/8 10.0.0.0/8 10.0.0.0/8 "
 		     "10.0.0.0/8 10.0.0.0/8 10.0.0.0/8 10.0.0.0/8 10.0.0.0/8 10.0.0.0/8 10.0.0.0/8 10.0.0.0/8 "
 		     "10.0.0.0/8 10.0.0.0/8 10.0.0.0/8 10.0.0.0/8 10.0.0.0/8 10.0.0.0/8\n", ":2: line longer than");
+	/* Found by fuzzing. A key before any section used to crash (NULL field base). */
+	expect_error("mode=\n", ":1: key 'mode' before the first section header");
+	expect_error("; comment\nports = 25\n[global]\n", ":2: key 'ports' before the first section header");
+	/* inih cuts a section name at 49 characters: "[group" + 40 spaces + "partner]" made "part" */
+	expect_error("[group                                        partner]\nranges = 10.0.0.0/8\n",
+		     ":1: section header [group                                        partner] longer than 49");
+	expect_error("[global]\nbuiltin = no\n", "no groups: builtin = no and no [group NAME] section");
+	expect_error("[global]\nbuiltin = no\n[rule r]\nclass = rate\n", "no groups");
+	{
+		/* The longest line inih reads whole passes, with the next line's number
+		 * right; one more character is refused on its own line. */
+		char text[600], val[300];
+
+		memset(val, '1', sizeof(val));
+		snprintf(text, sizeof(text), "[global]\nstate = /%.*s\nbogus = 1\n", 198 - 9, val);
+		expect_error(text, ":3: unknown key 'bogus' in [global]");
+		snprintf(text, sizeof(text), "[global]\nstate = /%.*s\nbogus = 1\n", 199 - 9, val);
+		expect_error(text, ":2: line longer than 198 characters");
+		snprintf(text, sizeof(text), "[global]\n%.*s = 1\n", 60, val);
+		expect_error(text, ":2: key name longer than 49 characters");
+	}
+	{
+		/* inih would cut the line at the NUL and take "enf" as the mode's whole value */
+		static const char nul[] = "[global]\nmode = dry-run\0 junk\n";
+		FILE *fp = fopen(path, "w");
+
+		assert_non_null(fp);
+		fwrite(nul, 1, sizeof(nul) - 1, fp);
+		fclose(fp);
+		assert_int_equal(sg_config_load(&cfg, path, err, sizeof(err)), -EINVAL);
+		assert_non_null(strstr(err, ":2: NUL byte in the line"));
+	}
 	/* more groups than the map holds */
 	for (int i = 0; i < SG_MAX_GROUPS + 1; i++) {
 		char sec[64];

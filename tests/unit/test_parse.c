@@ -195,6 +195,81 @@ static void test_year(void **state)
 	assert_int_equal(ev.time, 1798761599 - 365 * 86400);
 }
 
+/* Inputs an outside fuzz run found; each used to crash or mislead. */
+static void test_fuzz_regressions(void **state)
+{
+	static const char susp[] = "delivery temporarily suspended: ";
+	const size_t reps = 1000000;    /* ~32 MB: deeper than any stack when recursive */
+	const char *tail = "host a[192.0.2.1] said: 421 4.4.5 busy";
+	size_t n = reps * (sizeof(susp) - 1) + strlen(tail);
+	char *line = malloc(n + 1), *q = line;
+	struct sg_parser p;
+	struct sg_logev ev;
+
+	(void)state;
+	assert_non_null(line);
+	for (size_t i = 0; i < reps; i++, q += sizeof(susp) - 1)
+		memcpy(q, susp, sizeof(susp) - 1);
+	strcpy(q, tail);
+	sg_parser_init(&p, SG_FMT_POSTFIX, NOW);
+	assert_true(sg_parse_line(&p, line, n, &ev));
+	assert_int_equal(ev.status, SG_ST_DEFERRED);
+	assert_true(ev.flags & SG_LEV_SUSPENDED);
+	assert_string_equal(ev.ip, "192.0.2.1");
+	assert_ptr_equal(ev.text, line);
+	free(line);
+
+	/* "to=<>, =": the key's value starts at the end of the line (read one
+	 * byte past it; the sanitizer build catches that) */
+	{
+		char *b = malloc(8);
+
+		memcpy(b, "to=<>, =", 8);
+		assert_false(sg_parse_line(&p, b, 8, &ev));
+		free(b);
+	}
+
+	/* no Feb 30 (it became Mar 2); Feb 29 only in a leap year. The line
+	 * may still be read as an unframed message, but without a time. */
+	assert_false(parse("Feb 30 10:00:00 mx postfix/smtp[1]: connect to a[192.0.2.1]:25: Connection refused", &ev) &&
+		     ev.time >= 0);
+	assert_false(parse("2026-02-30T10:00:00Z mx postfix/smtp[1]: connect to a[192.0.2.1]:25: Connection refused", &ev) &&
+		     ev.time >= 0);
+	assert_false(parse("2026-04-31 10:00:00 1abcde-000001-AB == a@b R=r T=t defer (-53): retry time not reached", &ev) &&
+		     ev.time >= 0);
+	assert_true(parse("2024-02-29T10:00:00Z mx postfix/smtp[1]: connect to a[192.0.2.1]:25: Connection refused", &ev));
+	assert_int_equal(ev.time, 1709200800);
+	/* NOW is in 2026: "Feb 29" can only be of 2024, two years back: refused */
+	assert_false(parse("Feb 29 10:00:00 mx postfix/smtp[1]: connect to a[192.0.2.1]:25: Connection refused", &ev) &&
+		     ev.time >= 0);
+}
+
+/* parse output: valid UTF-8 JSON whatever the bytes; NUL does not cut a field */
+static void test_json_bytes(void **state)
+{
+	static const char in_text[] =
+		"Nov  3 09:05:01 mx1 postfix/smtp[12]: ABC123: to=<a@gmail.com>, "
+		"relay=x\xffy[142.250.1.27]:25, dsn=4.4.5, status=deferred (host x[142.250.1.27] said: "
+		"421 4.4.5 caf\xc3\xa9 \xe9t\xc3 \xed\xa0\x80 a\0b \x7f end)\n";
+	char *got = NULL;
+	size_t got_len = 0;
+	FILE *in = fmemopen((void *)in_text, sizeof(in_text) - 1, "r");
+	FILE *out = open_memstream(&got, &got_len);
+
+	(void)state;
+	assert_non_null(in);
+	assert_non_null(out);
+	assert_int_equal(sg_parse_run(in, out, &cfg, SG_FMT_AUTO, NOW), 0);
+	fclose(in);
+	fclose(out);
+	/* é (valid) stays; a lone 0xe9, a cut 0xc3 and an encoded surrogate are
+	 * \u00XX per byte; NUL and DEL are escaped, the text goes on after them */
+	assert_non_null(strstr(got, "\"reply\":\"421 4.4.5 caf\xc3\xa9 \\u00e9t\\u00c3 "
+				    "\\u00ed\\u00a0\\u0080 a\\u0000b \\u007f end\"}"));
+	assert_non_null(strstr(got, "\"host\":\"x\\u00ffy\""));
+	free(got);
+}
+
 /* The IP comes from the MTA's fields; the reply may say anything. */
 static void test_attribution_fields_only(void **state)
 {
@@ -315,6 +390,8 @@ int main(void)
 		cmocka_unit_test(test_statuses),
 		cmocka_unit_test(test_not_delivery),
 		cmocka_unit_test(test_exim),
+		cmocka_unit_test(test_fuzz_regressions),
+		cmocka_unit_test(test_json_bytes),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -469,6 +469,11 @@ static int handler(void *user, const char *section, const char *name, const char
 
 	if (p->err[0])
 		return 0;      /* report the first error only */
+	if (!section[0]) {
+		snprintf(p->err, p->errlen, "key '%s' before the first section header "
+			 "(put it under [global], [group NAME] or [rule NAME])", name);
+		return 0;
+	}
 	if (strcmp(section, p->cursec) && enter_section(p, section))
 		return 0;
 	for (i = 0; i < NKEYS; i++)
@@ -500,28 +505,53 @@ static bool valid_section(const char *sec)
 }
 
 /*
- * Before inih: refuse lines longer than its buffer (it would split them
- * silently) and check every section header, also of sections without keys
- * (inih never reports those).
+ * Before inih: refuse what it would silently mangle, and check every
+ * section header, also of sections without keys (inih never reports
+ * those). inih reads a line into INI_MAX_LINE bytes with its newline, so
+ * a longer one is split into two lines (and every line number after it
+ * is off by one); it cuts a section name at MAX_SECTION - 1 and a key at
+ * MAX_NAME - 1 characters ("[group" + 40 spaces + "partner]" would make
+ * a group "part").
  */
+#define INI_MAX_SECTION 50   /* inih's MAX_SECTION and MAX_NAME, not exported */
+#define LINE_MAX_CHARS (INI_MAX_LINE - 2)
+
 static int prescan(FILE *fp, char *err, size_t errlen, const char *path)
 {
-	char line[INI_MAX_LINE + 2];
+	char *line = NULL;
+	size_t cap = 0;
 	unsigned lineno = 0;
+	ssize_t n;
+	int r = 0;
 
-	while (fgets(line, sizeof(line), fp)) {
+	while (!r && (n = getline(&line, &cap, fp)) > 0) {
+		size_t len = (size_t)n - (line[n - 1] == '\n');
 		char *s = line, *end;
 
 		lineno++;
-		if (!strchr(line, '\n') && !feof(fp)) {
+		if (len > LINE_MAX_CHARS) {
 			snprintf(err, errlen, "%s:%u: line longer than %d characters; "
-				 "continue a long value on indented lines", path, lineno, INI_MAX_LINE - 2);
-			return -EINVAL;
+				 "continue a long value on indented lines", path, lineno, LINE_MAX_CHARS);
+			r = -EINVAL;
+		} else if (memchr(line, '\0', len)) {
+			snprintf(err, errlen, "%s:%u: NUL byte in the line", path, lineno);
+			r = -EINVAL;
 		}
-		while (isspace((unsigned char)*s))
+		while (!r && isspace((unsigned char)*s))
 			s++;
-		if (*s != '[')
+		if (r || *s != '[') {
+			size_t key = strcspn(s, "=:");
+
+			while (key && isspace((unsigned char)s[key - 1]) && s[key])
+				key--;
+			if (!r && s == line && s[strcspn(s, "=:")] && key >= INI_MAX_SECTION &&
+			    *s != ';' && *s != '#') {
+				snprintf(err, errlen, "%s:%u: key name longer than %d characters",
+					 path, lineno, INI_MAX_SECTION - 1);
+				r = -EINVAL;
+			}
 			continue;
+		}
 		end = strchr(s, ']');
 		if (end)
 			*end = '\0';
@@ -529,11 +559,16 @@ static int prescan(FILE *fp, char *err, size_t errlen, const char *path)
 			snprintf(err, errlen, "%s:%u: bad section [%s]: want [global], [group NAME] or "
 				 "[rule NAME] (NAME: letters, digits, . _ -, at most %d characters)",
 				 path, lineno, s + 1, SG_NAME_LEN - 1);
-			return -EINVAL;
+			r = -EINVAL;
+		} else if (strlen(s + 1) >= INI_MAX_SECTION) {
+			snprintf(err, errlen, "%s:%u: section header [%s] longer than %d characters "
+				 "(spaces count)", path, lineno, s + 1, INI_MAX_SECTION - 1);
+			r = -EINVAL;
 		}
 	}
+	free(line);
 	rewind(fp);
-	return 0;
+	return r;
 }
 
 /* Copy the keys a file section set over a built-in group. */
@@ -676,6 +711,10 @@ static int validate(struct parse *p)
 	if (cfg->retry_command[0] && !strstr(cfg->retry_command, "%q")) {
 		snprintf(p->err, p->errlen, "retry_command '%s' has no %%q for the queue id",
 			 cfg->retry_command);
+		return -EINVAL;
+	}
+	if (!cfg->ngroups) {
+		snprintf(p->err, p->errlen, "no groups: builtin = no and no [group NAME] section");
 		return -EINVAL;
 	}
 	for (unsigned i = 0; i < cfg->nrules; i++) {

@@ -82,13 +82,16 @@ static int num(const char *s, int n)
 	return v;
 }
 
+/* A field of the line into a C string; a NUL byte of the line (never in a
+ * real host, queue id or code) becomes '?', so it cannot cut the field. */
 static void copy(char *dst, size_t cap, const char *s, const char *end)
 {
 	size_t n = (size_t)(end - s);
 
 	if (n >= cap)
 		n = cap - 1;
-	memcpy(dst, s, n);
+	for (size_t i = 0; i < n; i++)
+		dst[i] = s[i] ? s[i] : '?';
 	dst[n] = '\0';
 }
 
@@ -103,6 +106,19 @@ static int64_t days_from_civil(int y, int m, int d)
 	int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
 
 	return era * 146097 + doe - 719468;
+}
+
+static bool leap(int y)
+{
+	return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+/* Day d exists in month mon of year y ("Feb 30" does not: no Mar 2). */
+static bool valid_day(int y, int mon, int d)
+{
+	static const int mdays[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+
+	return d >= 1 && d <= mdays[mon - 1] + (mon == 2 && leap(y));
 }
 
 static int64_t utc_epoch(int y, int mon, int d, int h, int mi, int s)
@@ -222,9 +238,12 @@ static const char *ts_3164(struct sg_parser *p, const char *s, const char *end, 
 		return NULL;
 	/* No year: the latest one that does not put the line in the future
 	 * (a day of slack for clock skew). */
-	*t = local_epoch(p, p->now_year, mon, d, h, mi, sec);
-	if (*t > p->now + DAY)
-		*t = local_epoch(p, p->now_year - 1, mon, d, h, mi, sec);
+	if (valid_day(p->now_year, mon, d) &&
+	    (*t = local_epoch(p, p->now_year, mon, d, h, mi, sec)) <= p->now + DAY)
+		return q + 1;
+	if (!valid_day(p->now_year - 1, mon, d))
+		return NULL;       /* "Feb 30", or Feb 29 of no recent year */
+	*t = local_epoch(p, p->now_year - 1, mon, d, h, mi, sec);
 	return q + 1;
 }
 
@@ -241,7 +260,7 @@ static const char *ts_ymd(struct sg_parser *p, const char *s, const char *end, b
 	y = num(s, 4);
 	mon = num(s + 5, 2);
 	d = num(s + 8, 2);
-	if (y < 1970 || mon < 1 || mon > 12 || d < 1 || d > 31 || !hms(s + 11, end, &h, &mi, &sec))
+	if (y < 1970 || mon < 1 || mon > 12 || !valid_day(y, mon, d) || !hms(s + 11, end, &h, &mi, &sec))
 		return NULL;
 	q = s + 19;
 	if (q < end && (*q == '.' || *q == ','))
@@ -463,7 +482,7 @@ static const char *strip_in_reply(const char *s, const char *end)
  * "host X[ip] said: ...", "connect to X[ip]:25: ...", and the rest.
  * Returns the status it implies, or SG_ST_NONE if it is none of those.
  */
-static int postfix_reason(const char *s, const char *end, struct sg_logev *ev)
+static int postfix_reason_one(const char *s, const char *end, struct sg_logev *ev)
 {
 	const char *q;
 
@@ -510,16 +529,30 @@ static int postfix_reason(const char *s, const char *end, struct sg_logev *ev)
 		ev->text_len = (size_t)(end - s);
 		return SG_ST_DEFERRED;
 	}
-	if (STARTS(s, end, "delivery temporarily suspended: ")) {
-		int st;
-
-		ev->flags |= SG_LEV_SUSPENDED;
-		st = postfix_reason(s + 32, end, ev);
-		ev->text = s;
-		ev->text_len = (size_t)(end - s);
-		return st == SG_ST_NONE ? SG_ST_DEFERRED : st;
-	}
 	return SG_ST_NONE;
+}
+
+/*
+ * A reason, after any number of "delivery temporarily suspended: "
+ * prefixes (Postfix's cached verdict, which quotes the reason it cached).
+ * A loop, not recursion: a line of a million prefixes must not exhaust
+ * the stack of the offline tools, which read lines of any length.
+ */
+static int postfix_reason(const char *s, const char *end, struct sg_logev *ev)
+{
+	static const char susp[] = "delivery temporarily suspended: ";
+	const char *q = s;
+	int st;
+
+	while (STARTS(q, end, susp))
+		q += sizeof(susp) - 1;
+	st = postfix_reason_one(q, end, ev);
+	if (q == s)
+		return st;
+	ev->flags |= SG_LEV_SUSPENDED;
+	ev->text = s;
+	ev->text_len = (size_t)(end - s);
+	return st == SG_ST_NONE ? SG_ST_DEFERRED : st;
 }
 
 /* The ')' that closes the '(' at open, or the last ')' of the line. */
@@ -567,7 +600,7 @@ static bool postfix_status(const char *s, const char *end, struct sg_logev *ev)
 			q = ve;
 			break;
 		}
-		if (*v == '<') {            /* orig_to=<...> */
+		if (v < end && *v == '<') {  /* orig_to=<...> */
 			ve = memchr(v, '>', (size_t)(end - v));
 			ve = ve ? ve + 1 : end;
 		} else {

@@ -33,7 +33,8 @@ int sg_ranges_finish(struct sg_ranges *r, int *ga, int *gb, char *err, size_t er
 {
 	size_t kept = 0;
 
-	qsort(r->v, r->n, sizeof(*r->v), range_cmp);
+	if (r->n)        /* qsort(NULL, 0) is undefined */
+		qsort(r->v, r->n, sizeof(*r->v), range_cmp);
 	/* Kept prefixes are disjoint and sorted, so a new prefix can only
 	 * overlap the last one kept (prefixes nest or are disjoint). */
 	for (size_t i = 0; i < r->n; i++) {

@@ -9,25 +9,12 @@
 #include "replay.h"
 
 /* A JSON string of s[0, n), or null when n is 0. */
-static void json_strn(FILE *fp, const char *s, size_t n, char **scratch, size_t *cap)
+static void json_strn(FILE *fp, const char *s, size_t n)
 {
-	if (!n) {
+	if (n)
+		sg_json_strn(fp, s, n);
+	else
 		fputs("null", fp);
-		return;
-	}
-	if (n + 1 > *cap) {
-		char *b = realloc(*scratch, n + 1);
-
-		if (!b) {
-			fputs("null", fp);
-			return;
-		}
-		*scratch = b;
-		*cap = n + 1;
-	}
-	memcpy(*scratch, s, n);
-	(*scratch)[n] = '\0';
-	sg_json_str(fp, *scratch);
 }
 
 static void json_opt(FILE *fp, const char *s)
@@ -39,8 +26,8 @@ int sg_parse_run(FILE *in, FILE *out, const struct sg_config *cfg, int format, i
 {
 	struct sg_learn *l = malloc(sizeof(*l));
 	struct sg_learn_result res;
-	char *line = NULL, *scratch = NULL, err[256];
-	size_t lcap = 0, scap = 0;
+	char *line = NULL, err[256];
+	size_t lcap = 0;
 	ssize_t n;
 	int r;
 
@@ -83,11 +70,10 @@ int sg_parse_run(FILE *in, FILE *out, const struct sg_config *cfg, int format, i
 		fputs(",\"rule\":", out);
 		sg_json_str(out, res.cls.rule);
 		fputs(",\"reply\":", out);
-		json_strn(out, res.ev.text, res.ev.text_len, &scratch, &scap);
+		json_strn(out, res.ev.text, res.ev.text_len);
 		fputs("}\n", out);
 	}
 	free(line);
-	free(scratch);
 	sg_learn_free(l);
 	free(l);
 	return ferror(in) ? -EIO : 0;

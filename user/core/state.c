@@ -109,37 +109,85 @@ static int bad(char *err, size_t errlen, const char *path, unsigned line, const 
 	return -EBADMSG;
 }
 
-static int parse_group(char *s, struct sg_state_group *g)
-{
-	int n = 0;
-	unsigned cap, resume;
-	long long paused, changed;
-	unsigned long long signals;
-	char name[SG_NAME_LEN + 1];
+/*
+ * Strict scanning: each field is "word value" after one space; a number
+ * is decimal digits only (no sign, no blanks), within its bounds. sscanf
+ * would clamp an overflow, take "-1" for a huge unsigned and ignore what
+ * follows; a state file is refused whole instead.
+ */
+#define MAX_TIME 253402300799LL   /* 9999-12-31T23:59:59Z */
+#define MAX_CAP 100000            /* the config's bound on caps */
+#define MAX_PAUSE (7 * 86400LL)   /* the config's bound on pause */
 
-	if (sscanf(s, "group %32s cap %u resume %u paused_until %lld signals %llu changed %lld reason %n",
-		   name, &cap, &resume, &paused, &signals, &changed, &n) != 6 || !n)
+static const char *word(const char *s, const char *w)
+{
+	size_t n = strlen(w);
+
+	return !strncmp(s, w, n) && s[n] == ' ' ? s + n + 1 : NULL;
+}
+
+/* Digits at s up to a space or the end, <= max. Returns the byte after them. */
+static const char *number(const char *s, unsigned long long max, unsigned long long *out)
+{
+	unsigned long long v = 0;
+	const char *q = s;
+
+	for (; *q >= '0' && *q <= '9'; q++) {
+		if (v > (max - (unsigned long long)(*q - '0')) / 10)
+			return NULL;
+		v = v * 10 + (unsigned long long)(*q - '0');
+	}
+	if (q == s || (q - s > 1 && *s == '0') || (*q && *q != ' '))
+		return NULL;
+	*out = v;
+	return q;
+}
+
+static const char *field(const char *s, const char *w, unsigned long long max,
+			 unsigned long long *out)
+{
+	if (!s || !(s = word(s, w)) || !(s = number(s, max, out)) || *s != ' ')
+		return NULL;
+	return s + 1;
+}
+
+static int parse_group(const char *s, struct sg_state_group *g)
+{
+	unsigned long long cap, resume, paused, signals, changed;
+	const char *q = word(s, "group"), *name = q;
+	size_t nlen;
+
+	if (!q || !(q = strchr(q, ' ')) || (nlen = (size_t)(q - name)) == 0 || nlen >= SG_NAME_LEN)
 		return -1;
-	if (strlen(name) >= SG_NAME_LEN || cap > 100000 || resume > 100000 || paused < 0 ||
-	    changed < 0)
+	q++;
+	q = field(q, "cap", MAX_CAP, &cap);
+	q = field(q, "resume", MAX_CAP, &resume);
+	q = field(q, "paused_until", MAX_TIME, &paused);
+	q = field(q, "signals", UINT64_MAX, &signals);
+	q = field(q, "changed", MAX_TIME, &changed);
+	if (!q || !(q = word(q, "reason")) || strlen(q) >= SG_REASON_LEN)
+		return -1;
+	/* A pause starts with a change (cap -> 0) and lasts at most the
+	 * longest pause: an end beyond that is no pause smtpgov set. */
+	if (paused && (cap || !changed || paused <= changed || paused > changed + MAX_PAUSE))
 		return -1;
 	memset(g, 0, sizeof(*g));
-	memcpy(g->name, name, strlen(name));
-	g->cap = cap;
-	g->resume_cap = resume;
-	g->paused_until = paused;
+	memcpy(g->name, name, nlen);
+	g->cap = (uint32_t)cap;
+	g->resume_cap = (uint32_t)resume;
+	g->paused_until = (int64_t)paused;
 	g->signals = signals;
-	g->changed = changed;
-	snprintf(g->reason, sizeof(g->reason), "%s", s + n);
+	g->changed = (int64_t)changed;
+	snprintf(g->reason, sizeof(g->reason), "%s", q);
 	return 0;
 }
 
 int sg_state_load(const char *path, struct sg_state *st, char *err, size_t errlen)
 {
 	char line[512], magic[32];
-	unsigned lineno = 0, end_n = 0;
+	unsigned lineno = 0;
 	bool ended = false;
-	int version, r = 0;
+	int version, tail = 0, r = 0;
 	FILE *fp;
 
 	memset(st, 0, sizeof(*st));
@@ -162,12 +210,13 @@ int sg_state_load(const char *path, struct sg_state *st, char *err, size_t errle
 			goto out;
 		}
 		if (lineno == 1) {
-			if (sscanf(line, "%31s %d", magic, &version) != 2 || strcmp(magic, SG_STATE_MAGIC)) {
+			if (sscanf(line, "%31s %d%n", magic, &version, &tail) != 2 ||
+			    strcmp(magic, SG_STATE_MAGIC)) {
 				bad(err, errlen, path, lineno, "not a smtpgov state file");
 				r = -EPROTO;
 				goto out;
 			}
-			if (version != SG_STATE_VERSION) {
+			if (version != SG_STATE_VERSION || line[tail]) {
 				bad(err, errlen, path, lineno, "state file of another smtpgov version");
 				r = -EPROTO;
 				goto out;
@@ -175,7 +224,10 @@ int sg_state_load(const char *path, struct sg_state *st, char *err, size_t errle
 			continue;
 		}
 		if (!strncmp(line, "end ", 4)) {
-			if (sscanf(line, "end %u", &end_n) != 1 || end_n != st->n) {
+			unsigned long long end_n;
+			const char *e = number(line + 4, SG_MAX_GROUPS, &end_n);
+
+			if (!e || *e || end_n != st->n) {
 				r = bad(err, errlen, path, lineno, "group count does not match the end line");
 				goto out;
 			}
@@ -184,6 +236,10 @@ int sg_state_load(const char *path, struct sg_state *st, char *err, size_t errle
 		}
 		if (st->n == SG_MAX_GROUPS || parse_group(line, &st->g[st->n])) {
 			r = bad(err, errlen, path, lineno, "malformed group line");
+			goto out;
+		}
+		if (sg_state_find(st, st->g[st->n].name)) {
+			r = bad(err, errlen, path, lineno, "group given twice");
 			goto out;
 		}
 		st->n++;
