@@ -154,7 +154,9 @@ static void test_config_rules(void **state)
 	      "[rule never]\n"
 	      "match = ^nothing like this$\nclass = rate\n"
 	      "[rule partner-slow]\n"
-	      "group = yahoo\nmatch = slow down\nclass = rate\naction = decrease\n", fp);
+	      "group = yahoo\nmatch = slow down\nclass = rate\naction = decrease\n"
+	      "[rule hostile-backtracking]\n"     /* exponential on "aaa...a!" */
+	      "group = apple\nmatch = (?:a+)+$|x\nclass = rate\naction = pause\n", fp);
 	fclose(fp);
 	assert_int_equal(sg_config_load(&cfg, path, err, sizeof(err)), 0);
 	assert_int_equal(sg_classifier_init(&cls, &cfg, err, sizeof(err)), 0);
@@ -170,6 +172,15 @@ static void test_config_rules(void **state)
 	/* group restricts a rule; text is matched as a regex */
 	EXPECT("yahoo", "421 please slow down", "rate", "decrease", "partner-slow");
 	EXPECT("apple", "421 please slow down", "other", "ignore", NULL);
+	/* A crafted reply against a backtracking rule: "aaa...a!x" makes
+	 * "(?:a+)+$" try 2^18 ways at the first position alone before "x"
+	 * matches at the end. PCRE2's default limit (10 million steps, about
+	 * 100 ms a rule on a 64 KiB reply) lets it match; the classifier's
+	 * (SG_MATCH_LIMIT) gives up first: no match, the rule does not apply. */
+	EXPECT("apple", "421 aaaaaaaaaaaaaaaaaa!x", "other", "ignore", NULL);
+	/* under the limits the rule matches as written */
+	EXPECT("apple", "421 aaaa", "rate", "pause", "hostile-backtracking");
+	EXPECT("apple", "421 aaaa!x", "rate", "pause", "hostile-backtracking");
 	/* the other built-ins still apply */
 	EXPECT("yahoo", "421 4.7.0 [TSS04] Messages from 1.2.3.4 temporarily deferred", "reputation",
 	       "pause", "yahoo-421-ts-deferral");

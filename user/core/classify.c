@@ -149,10 +149,14 @@ int sg_classifier_init(struct sg_classifier *c, const struct sg_config *cfg, cha
 		pcre2_jit_compile(c->re[r], PCRE2_JIT_COMPLETE);   /* optional speed-up */
 	}
 	c->md = pcre2_match_data_create(4, NULL);
-	if (!c->md) {
+	c->mctx = pcre2_match_context_create(NULL);
+	if (!c->md || !c->mctx) {
 		sg_classifier_free(c);
 		return -ENOMEM;
 	}
+	pcre2_set_match_limit(c->mctx, SG_MATCH_LIMIT);
+	pcre2_set_depth_limit(c->mctx, SG_DEPTH_LIMIT);
+	pcre2_set_heap_limit(c->mctx, SG_HEAP_LIMIT);
 	return 0;
 }
 
@@ -164,6 +168,8 @@ void sg_classifier_free(struct sg_classifier *c)
 	}
 	pcre2_match_data_free(c->md);
 	c->md = NULL;
+	pcre2_match_context_free(c->mctx);
+	c->mctx = NULL;
 }
 
 static void set(struct sg_classification *out, int class, int action, const char *rule)
@@ -195,7 +201,7 @@ void sg_classify(const struct sg_classifier *c, int group, const struct sg_logev
 		if (ru->dsn[0] && strcmp(ru->dsn, ev->dsn))
 			continue;
 		if (c->re[r] && pcre2_match(c->re[r], (PCRE2_SPTR)ev->text, ev->text_len, 0, 0,
-					    c->md, NULL) < 0)
+					    c->md, c->mctx) < 0)
 			continue;
 		set(out, ru->class, ru->action, ru->name);
 		return;

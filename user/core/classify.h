@@ -26,9 +26,20 @@ struct sg_classifier {
 	const struct sg_config *cfg;
 	void *re[SG_MAX_RULES];  /* pcre2_code * of each config rule, or NULL */
 	void *md;                /* pcre2_match_data *, reused per match */
+	void *mctx;              /* pcre2_match_context *: the limits below */
 	int sig_group[SG_MAX_BUILTIN_SIGS]; /* config group of each built-in, -1 any, -2 absent */
 	bool sig_off[SG_MAX_BUILTIN_SIGS];  /* replaced by a config rule */
 };
+
+/*
+ * A rule's regex meets text the remote server wrote. PCRE2's own limits
+ * (10 million backtracking steps) let one crafted reply against a rule like
+ * "(a+)+$" cost seconds; these bound one match to about a millisecond. A
+ * match that hits them counts as no match (the rule does not apply).
+ */
+#define SG_MATCH_LIMIT  100000   /* backtracking steps (JIT too) */
+#define SG_DEPTH_LIMIT  1000     /* backtracking depth (interpreter) */
+#define SG_HEAP_LIMIT   1024     /* KiB of backtracking memory (interpreter) */
 
 /* Compile the config's rules. -EINVAL (err says which) on a bad regex. */
 int sg_classifier_init(struct sg_classifier *c, const struct sg_config *cfg, char *err, size_t errlen);
