@@ -32,6 +32,7 @@ SG_PIN=           # smtpgov pin dir (/sys/fs/bpf/smtpgov-test-...), set by sg_in
 SG_CG=            # the MTA's test cgroup (Postfix runs in it, smtpgov governs it)
 SG_DCG=           # the daemon's test cgroup (its waiting room cgroup goes below)
 SG_PID=           # the running smtpgov daemon
+SG_TARGET=()      # how sg_start names the MTA's cgroup (default: --cgroup "$SG_CG")
 SG_CONF=          # its config file
 SG_DLOG=          # its stdout/stderr
 SG_STATE=         # its state file
@@ -448,15 +449,16 @@ sg_init() {
 }
 
 # sg_start [OPTIONS...]: runs `smtpgov load --cgroup SG_CG --config SG_CONF
-# --log PF_LOG` in SG_DCG (output appended to SG_DLOG); waits until it says
+# --log PF_LOG` (SG_TARGET, when set, replaces `--cgroup SG_CG`) in SG_DCG (output appended to SG_DLOG); waits until it says
 # it follows the log. Sets SG_PID.
 sg_start() {
-	local i
+	local i target=(--cgroup "$SG_CG")
 
+	[ ${#SG_TARGET[@]} -gt 0 ] && target=("${SG_TARGET[@]}")
 	[ -f "$PF_LOG" ] || : >"$PF_LOG"
 	echo "--- start $(date +%T)" >>"$SG_DLOG"
 	(echo "$BASHPID" >"$SG_DCG/cgroup.procs" &&
-		exec "$SMTPGOV" --pin-dir "$SG_PIN" load --cgroup "$SG_CG" --config "$SG_CONF" \
+		exec "$SMTPGOV" --pin-dir "$SG_PIN" load "${target[@]}" --config "$SG_CONF" \
 			--log "$PF_LOG" "$@") >>"$SG_DLOG" 2>&1 &
 	SG_PID=$!
 	for i in $(seq 200); do
@@ -502,8 +504,8 @@ sg_rm_rooms() {
 	done
 }
 
-# sg_cleanup: unload (every program and pin), remove the test cgroups
-# (retrying while exiting processes leave them). Part of e2e_cleanup.
+# sg_cleanup: unload (every program and pin), remove the test cgroups and
+# any cgroups a test made below them (retrying while exiting processes leave them). Part of e2e_cleanup.
 sg_cleanup() {
 	local cg i
 
@@ -512,6 +514,8 @@ sg_cleanup() {
 	sg_rm_rooms
 	for cg in "$SG_CG" "$SG_DCG"; do
 		[ -n "$cg" ] && [ -d "$cg" ] || continue
+		# a test's own layout below it (deepest first)
+		find "$cg" -mindepth 1 -depth -type d -exec rmdir {} + 2>/dev/null
 		for i in $(seq 100); do
 			rmdir "$cg" 2>/dev/null && break
 			sleep 0.1

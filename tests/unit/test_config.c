@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "config.h"
+#include "mta.h"
 
 static char dir[] = "/tmp/smtpgov-unit-XXXXXX";
 static char path[256];
@@ -120,6 +121,27 @@ static void test_full_file(void **state)
 	sg_config_free(&cfg);
 }
 
+static void test_mta(void **state)
+{
+	struct sg_mta m;
+
+	(void)state;
+	assert_int_equal(sg_mta_parse("postfix", &m, err, sizeof(err)), 0);
+	assert_int_equal(m.kind, SG_MTA_POSTFIX);
+	assert_string_equal(m.arg, "");
+	assert_int_equal(sg_mta_parse("postfix:/etc/postfix-out", &m, err, sizeof(err)), 0);
+	assert_string_equal(m.arg, "/etc/postfix-out");
+	assert_int_equal(sg_mta_parse("exim:/run/exim4/exim.pid", &m, err, sizeof(err)), 0);
+	assert_int_equal(m.kind, SG_MTA_EXIM);
+	assert_string_equal(sg_mta_name(m.kind), "exim");
+	assert_int_equal(sg_mta_parse("exim:", &m, err, sizeof(err)), -EINVAL);
+	assert_string_equal(err, "bad MTA 'exim:': the pid file must be an absolute path");
+	assert_int_equal(sg_mta_parse("postfixx", &m, err, sizeof(err)), -EINVAL);
+	assert_int_equal(load("[global]\nmta = postfix:/etc/postfix\n"), 0);
+	assert_string_equal(cfg.mta, "postfix:/etc/postfix");
+	sg_config_free(&cfg);
+}
+
 static void test_override_and_no_builtin(void **state)
 {
 	(void)state;
@@ -164,6 +186,8 @@ static void test_errors(void **state)
 	expect_error("[rule r]\ngroup = nosuch\n", "[rule r] names unknown group 'nosuch'");
 	expect_error("[rule r]\ndsn = 4.7\n", "bad value '4.7' for 'dsn'");
 	expect_error("[global]\nretry_command = postqueue -i\n", "retry_command 'postqueue -i' has no %q");
+	expect_error("[global]\nmta = sendmail\n", "bad MTA 'sendmail': want postfix[:CONFIG_DIR] or exim[:PID_FILE]");
+	expect_error("[global]\nmta = postfix:etc\n", "bad MTA 'postfix:etc': the config directory must be an absolute path");
 	expect_error("[group x]\nranges = 10.0.0.0/8 10.0.0.0/8 10.0.0.0/8 10.0.0.0/8 10.0.0.0/8 10.0.0.0/8 "
 		     "10.0.0.0/8 10.0.0.0/8 10.0.0.0/8 10.0.0.0/8 10.0.0.0/8 10.0.0.0/8 10.0.0.0/8 10.0.0.0/8 "
 		     "10.0.0.0/8 10.0.0.0/8 10.0.0.0/8 10.0.0.0/8 10.0.0.0/8 10.0.0.0/8\n", ":2: line longer than");
@@ -266,6 +290,7 @@ int main(void)
 		cmocka_unit_test(test_builtin_only),
 		cmocka_unit_test(test_full_file),
 		cmocka_unit_test(test_override_and_no_builtin),
+		cmocka_unit_test(test_mta),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_too_many_ranges),
 		cmocka_unit_test(test_duration),

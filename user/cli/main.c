@@ -17,6 +17,7 @@
 #include "cidr.h"
 #include "config.h"
 #include "daemon.h"
+#include "discover.h"
 #include "kernel.h"
 #include "log.h"
 #include "loop.h"
@@ -91,11 +92,28 @@ static int open_kernel(struct sg_kernel *k)
 	return r;
 }
 
+/* Say so when the governed cgroup holds no process: nothing would be governed. */
+static void warn_empty(const char *cgroup)
+{
+	char hint[PATH_MAX + 128];
+
+	if (sg_cgroup_nprocs(cgroup) != 0)
+		return;
+	sg_cgroup_hint(cgroup, hint, sizeof(hint));
+	if (hint[0])
+		pr_warn("cgroup %s and its descendants hold no process, so nothing is governed; %s "
+			"(--cgroup that, or --mta/--pid to find it)", cgroup, hint);
+	else
+		pr_warn("cgroup %s and its descendants hold no process, so nothing is governed until "
+			"one starts there (--mta or --pid finds the MTA's cgroup)", cgroup);
+}
+
 static int cmd_load(const struct cmd *c, const char *const *v, char **pos, int npos)
 {
-	enum { O_CGROUP, O_CONFIG, O_LOG, O_DRY_RUN, O_NO_FOLLOW };
+	enum { O_CGROUP, O_MTA, O_PID, O_CONFIG, O_LOG, O_DRY_RUN, O_NO_FOLLOW };
 	struct sg_daemon_opts dopts = { .recount_ms = 30000 };
 	struct sg_config *cfg = calloc(1, sizeof(*cfg));
+	char cgroup[PATH_MAX], how[128];
 	struct sg_kernel k;
 	char err[1024];
 	bool adopted;
@@ -104,14 +122,24 @@ static int cmd_load(const struct cmd *c, const char *const *v, char **pos, int n
 	(void)pos; (void)npos;
 	if (!cfg)
 		return fail(-ENOMEM, "load");
-	if (!v[O_CGROUP]) {
-		free(cfg);
-		return usage_error(c, "--cgroup PATH is required");
-	}
 	if (load_config(v[O_CONFIG], cfg)) {
 		free(cfg);
 		return EXIT_FAILURE;
 	}
+	r = sg_find_cgroup(v[O_CGROUP], v[O_MTA], v[O_PID], cfg->mta, cgroup, sizeof(cgroup),
+			   how, sizeof(how), err, sizeof(err));
+	if (r) {
+		sg_config_free(cfg);
+		free(cfg);
+		/* none or several of --cgroup/--mta/--pid: a usage error */
+		if (!strncmp(err, "--", 2) || !strncmp(err, "give one of", 11) ||
+		    !strncmp(err, "bad ", 4))
+			return usage_error(c, "%s", err);
+		pr_err("load: %s", err);
+		return EXIT_FAILURE;
+	}
+	if (how[0])
+		pr_info("%s is in cgroup %s", how, cgroup);
 	if (v[O_DRY_RUN])
 		cfg->mode = SG_MODE_DRY_RUN;
 	if (!v[O_NO_FOLLOW]) {
@@ -119,17 +147,18 @@ static int cmd_load(const struct cmd *c, const char *const *v, char **pos, int n
 		 * also when they arrive while it is still attaching. */
 		sg_block_stop_signals();
 	}
-	r = sg_kernel_load(&k, pin_dir, v[O_CGROUP], cfg, &adopted, err, sizeof(err));
+	r = sg_kernel_load(&k, pin_dir, cgroup, cfg, &adopted, err, sizeof(err));
 	if (r) {
 		pr_err("%s", err);
 		goto out;
 	}
 	if (adopted)
 		pr_info("adopted the instance pinned in %s on cgroup %s (live counts kept); %s mode",
-			pin_dir, v[O_CGROUP], sg_mode_name(cfg->mode));
+			pin_dir, cgroup, sg_mode_name(cfg->mode));
 	else
 		pr_info("attached to cgroup %s, pinned in %s; %s mode, %u groups",
-			v[O_CGROUP], pin_dir, sg_mode_name(cfg->mode), cfg->ngroups);
+			cgroup, pin_dir, sg_mode_name(cfg->mode), cfg->ngroups);
+	warn_empty(cgroup);
 	if (!v[O_NO_FOLLOW]) {
 		dopts.log = v[O_LOG];
 		r = sg_daemon_run(&k, cfg, &dopts);
@@ -316,8 +345,10 @@ static int cmd_replay(const struct cmd *c, const char *const *v, char **pos, int
 }
 
 static const struct cmd cmds[] = {
-	{ "load", "", "attach to the MTA's cgroup (or adopt the pinned instance), then follow the MTA log",
-	  { { "cgroup", "PATH", "cgroup v2 directory of the MTA (required)" },
+	{ "load", "", "attach to the MTA's cgroup (--cgroup, --mta or --pid) or adopt the pinned instance, then follow the MTA log",
+	  { { "cgroup", "PATH", "cgroup v2 directory of the MTA" },
+	    { "mta", "postfix[:DIR]|exim[:PIDFILE]", "govern the cgroup of the running MTA (its pid file)" },
+	    { "pid", "PID", "govern the cgroup of this process (a container's: docker inspect)" },
 	    { "config", "FILE", "INI config (default: the built-in groups)" },
 	    { "log", "FILE|-|journal", "MTA log to follow (default: [global] log)" },
 	    { "dry-run", NULL, "count would-be refusals, refuse nothing" },

@@ -11,6 +11,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "config.h"
+#include "discover.h"
 #include "feedback.h"
 #include "json.h"
 #include "log.h"
@@ -81,7 +82,7 @@ int sg_status_print(FILE *fp, struct sg_kernel *k, bool json)
 	char cgroup[PATH_MAX], name[SG_NAME_LEN + 1];
 	struct sg_settings s;
 	bool first = true;
-	int r, fbfd;
+	int r, fbfd, nprocs;
 
 	if ((r = sg_kernel_settings(k, &s)))
 		return r;
@@ -94,6 +95,7 @@ int sg_status_print(FILE *fp, struct sg_kernel *k, bool json)
 	fbfd = sg_feedback_map(k->pin_dir, false);
 	sg_kernel_count_ranges(k, n4, n6);
 	sg_cgroup_path(k->cgroup_id, cgroup, sizeof(cgroup));
+	nprocs = cgroup[0] ? sg_cgroup_nprocs(cgroup) : -1;
 
 	if (json) {
 		fprintf(fp, "{\"mode\":\"%s\",\"ports\":[", sg_mode_name(s.mode));
@@ -101,7 +103,7 @@ int sg_status_print(FILE *fp, struct sg_kernel *k, bool json)
 			fprintf(fp, "%s%u", i ? "," : "", s.ports[i]);
 		fprintf(fp, "],\"room_port\":%u,\"cgroup\":", s.room_port);
 		sg_json_str(fp, cgroup[0] ? cgroup : NULL);
-		fputs(",\"pin_dir\":", fp);
+		fprintf(fp, ",\"processes\":%d,\"pin_dir\":", nprocs);
 		sg_json_str(fp, k->pin_dir);
 		fputs(",\"groups\":[", fp);
 	} else {
@@ -109,6 +111,9 @@ int sg_status_print(FILE *fp, struct sg_kernel *k, bool json)
 		for (unsigned i = 0; i < s.nports && i < SG_MAX_PORTS; i++)
 			fprintf(fp, "%s%u", i ? "," : " ", s.ports[i]);
 		fprintf(fp, ", cgroup %s, pins %s\n", cgroup[0] ? cgroup : "(unknown)", k->pin_dir);
+		if (nprocs >= 0)
+			fprintf(fp, "%d processes governed (in that cgroup and below)%s\n", nprocs,
+				nprocs ? "" : ": nothing is governed (see `smtpgov load --mta`)");
 		fprintf(fp, "%-16s %5s %5s %5s %5s %5s %5s %10s %10s  %s\n", "GROUP", "V4", "V6",
 			"LIVE", "CAP", "MIN", "MAX", "ADMITTED", "REFUSED", "VERDICT");
 	}

@@ -16,6 +16,7 @@
 #include <string.h>
 #include "builtin.h"
 #include "config.h"
+#include "mta.h"
 
 enum section { S_GLOBAL, S_GROUP, S_RULE };
 
@@ -56,6 +57,7 @@ static const struct key keys[] = {
 	{ S_GLOBAL, "builtin", K_BOOL,    G(builtin), 0, 0 },
 	{ S_GLOBAL, "state",   K_PATH,    G(state),   0, 0 },
 	{ S_GLOBAL, "log",     K_PATH,    G(log),     0, 0 },
+	{ S_GLOBAL, "mta",     K_PATH,    G(mta),     0, 0 },
 	{ S_GLOBAL, "verdict", K_VERDICT, G(verdict), 0, 0 },
 	{ S_GLOBAL, "retry_command", K_PATH, G(retry_command), 0, 0 },
 	{ S_GLOBAL, "retry_delay", K_DUR, G(retry_delay), 0, 3600 },
@@ -716,6 +718,12 @@ static int validate(struct parse *p)
 	if (!cfg->ngroups) {
 		snprintf(p->err, p->errlen, "no groups: builtin = no and no [group NAME] section");
 		return -EINVAL;
+	}
+	if (cfg->mta[0]) {
+		struct sg_mta m;
+
+		if ((r = sg_mta_parse(cfg->mta, &m, p->err, p->errlen)))
+			return r;
 	}
 	for (unsigned i = 0; i < cfg->nrules; i++) {
 		const char *gname = p->rule_group[i];

@@ -61,6 +61,7 @@ struct sg_config {
 	bool builtin;
 	char state[PATH_MAX];
 	char log[PATH_MAX];
+	char mta[PATH_MAX];      /* "" or postfix[:CONFIG_DIR] / exim[:PID_FILE] (mta.h) */
 	char retry_command[PATH_MAX]; /* "" = off; %q = the queue id */
 	uint32_t retry_delay;    /* s before retry_command runs */
 	struct sg_group_conf groups[SG_MAX_GROUPS];

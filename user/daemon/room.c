@@ -21,6 +21,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "cidr.h"
+#include "discover.h"
 #include "log.h"
 #include "room.h"
 
@@ -550,23 +551,14 @@ static void sweep_rooms(const char *parent)
  */
 static int govern_self(struct sg_room *r)
 {
-	char line[PATH_MAX], err[512];
-	const char *root = sg_cgroup2_root();
-	FILE *fp = fopen("/proc/self/cgroup", "re");
+	char err[512];
 	int ret;
 
-	r->parent[0] = '\0';
-	if (!fp)
-		return -errno;
-	while (fgets(line, sizeof(line), fp))
-		if (!strncmp(line, "0::", 3)) {
-			line[strcspn(line, "\n")] = '\0';
-			snprintf(r->parent, sizeof(r->parent), "%s%s", root,
-				 strcmp(line + 3, "/") ? line + 3 : "");
-		}
-	fclose(fp);
-	if (!r->parent[0])
-		return -ENOENT;
+	if ((ret = sg_pid_cgroup(getpid(), r->parent, sizeof(r->parent), err, sizeof(err)))) {
+		pr_err("waiting room: %s", err);
+		r->parent[0] = '\0';
+		return ret;
+	}
 	size_t n = strlen(r->k->cgroup_path);
 	if (n && !strncmp(r->parent, r->k->cgroup_path, n) &&
 	    (r->parent[n] == '\0' || r->parent[n] == '/'))

@@ -314,7 +314,15 @@ int sg_kernel_load(struct sg_kernel *k, const char *pin_dir, const char *cgroup,
 		uint64_t have = link_cgroup(fd);
 
 		close(fd);
-		if (have != cgid) {
+		if (have == 0) {
+			/* Its cgroup was removed (a systemd unit stopped; the MTA
+			 * may be back in a new one): keep the maps, attach anew. */
+			pr_info("the cgroup pinned in %s is gone; attaching to %s", pin_dir, cgroup);
+			for (size_t i = 0; i < NLINKS; i++) {
+				pin_path(path, sizeof(path), pin_dir, link_pins[i]);
+				unlink(path);
+			}
+		} else if (have != cgid) {
 			char other[PATH_MAX];
 
 			sg_cgroup_path(have, other, sizeof(other));
@@ -322,8 +330,9 @@ int sg_kernel_load(struct sg_kernel *k, const char *pin_dir, const char *cgroup,
 				 pin_dir, other[0] ? other : "(another one)");
 			r = -EBUSY;
 			goto fail;
+		} else {
+			*adopted = true;
 		}
-		*adopted = true;
 	}
 
 	k->skel = smtpgov_bpf__open();
