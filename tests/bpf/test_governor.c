@@ -562,7 +562,7 @@ static void test_cli_errors(void **state)
 	assert_int_equal(env_cli(&E, out, sizeof(out), "load --cgroup /tmp --no-follow"), 1);
 	assert_non_null(strstr(out, "not a cgroup v2 directory"));
 	assert_int_equal(env_cli(&E, out, sizeof(out), "load --no-follow"), 2);
-	assert_non_null(strstr(out, "--cgroup PATH is required"));
+	assert_non_null(strstr(out, "--cgroup PATH, --mta MTA or --pid PID is required"));
 	assert_int_equal(env_cli(&E, out, sizeof(out), "status"), 1);
 	assert_non_null(strstr(out, "not loaded"));
 	env_config(&E, "[group x]\nranges = 10.0.0.1/8\n");
