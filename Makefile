@@ -54,7 +54,8 @@ TEST_HELPERS := $(patsubst %.c,$(OUT)/%.o,$(wildcard tests/lib/*.c))
 TOOL_BINS := $(patsubst tests/tools/%.c,$(OUT)/%,$(wildcard tests/tools/*.c))
 BENCH_BINS := $(patsubst bench/%.c,$(OUT)/bench/%,$(wildcard bench/*.c))
 
-.PHONY: all clean deps check check-unit check-bpf check-e2e bench bench-campaign install demo
+.PHONY: all clean deps check check-unit check-bpf check-e2e bench bench-campaign install demo \
+	fuzz fuzz-build check-fuzz san-build check-san
 .DELETE_ON_ERROR:
 
 all: $(OUT)/smtpgov $(TOOL_BINS)
@@ -85,6 +86,8 @@ $(OUT)/user/cli/%.o: user/cli/%.c
 	$(call compile,$(CLI_INC))
 $(OUT)/tests/unit/%.o: tests/unit/%.c
 	$(call compile,$(CORE_INC) -Iuser/daemon)
+$(OUT)/tests/fuzz/%.o: tests/fuzz/%.c
+	$(call compile,$(CORE_INC))
 $(OUT)/tests/%.o: tests/%.c $(OUT)/smtpgov.skel.h
 	$(call compile,$(TEST_INC))
 $(OUT)/bench/%.o: bench/%.c $(OUT)/smtpgov.skel.h
@@ -107,6 +110,11 @@ $(OUT)/tests/unit/%: $(OUT)/tests/unit/%.o $(CORE_LIB)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(CFLAGS) $^ $(CORE_LIBS) -lcmocka -o $@
 
+# libFuzzer harnesses: the core archive only (see Fuzzing below).
+$(OUT)/tests/fuzz/%: $(OUT)/tests/fuzz/%.o $(CORE_LIB)
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(CFLAGS) -fsanitize=fuzzer $^ $(CORE_LIBS) -o $@
+
 $(OUT)/tests/bpf/%: $(OUT)/tests/bpf/%.o $(TEST_HELPERS) $(RUNTIME_OBJS) $(CORE_LIB)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -lcmocka -lpthread -o $@
@@ -124,7 +132,8 @@ $(OUT):
 
 # Debian packages needed to build and test; installed only when missing.
 DEB_PKGS := clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool libcmocka-dev libinih-dev \
-	    libpcre2-dev libsystemd-dev pkg-config iproute2 postfix make gcc python3 nftables
+	    libpcre2-dev libsystemd-dev pkg-config iproute2 postfix make gcc python3 nftables \
+	    libclang-rt-14-dev
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
 		grep -q '^install ok installed' || echo $$p; done); \
@@ -136,7 +145,74 @@ deps:
 
 check: deps
 	$(Q)$(MAKE) --no-print-directory all $(UNIT_BINS) $(BPF_TESTS)
+	$(Q)$(MAKE) --no-print-directory check-fuzz check-san
 	$(Q)tests/run $(UNIT_BINS) -- $(BPF_TESTS) -- $(wildcard tests/e2e/test_*.sh)
+
+# --- Fuzzing (README: Fuzzing) ---------------------------------------------
+# libFuzzer harnesses in tests/fuzz, built with clang into their own
+# directory (the core archive rebuilt with the same sanitizers). Seeds and
+# every input that ever found a bug are in tests/fuzz/corpus/NAME; what a
+# run discovers goes to $(FUZZ_OUT)/corpus/NAME, never into the tree.
+FUZZ_OUT     := build-fuzz
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_NAMES   := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BINS    := $(patsubst %,$(FUZZ_OUT)/tests/fuzz/fuzz_%,$(FUZZ_NAMES))
+FUZZ_SECONDS ?= 60
+FUZZ_CHECK_SECONDS ?= 5
+FUZZ_OPTS    ?= -timeout=10 -rss_limit_mb=2048 -max_len=65536
+SAN_OUT      := build-san
+SAN_SAN      := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+
+fuzz-build:
+	$(Q)$(MAKE) --no-print-directory OUT=$(FUZZ_OUT) CC=$(CLANG) \
+		CFLAGS="-g -O1 -fno-omit-frame-pointer $(FUZZ_SAN) -fsanitize=fuzzer-no-link" \
+		$(FUZZ_BINS)
+
+# Each harness for FUZZ_SECONDS (make fuzz FUZZ_SECONDS=3600 for an hour each).
+fuzz: fuzz-build
+	$(Q)for n in $(FUZZ_NAMES); do \
+		mkdir -p $(FUZZ_OUT)/corpus/$$n $(FUZZ_OUT)/crashes; \
+		echo "  FUZZ     $$n for $(FUZZ_SECONDS)s"; \
+		$(FUZZ_OUT)/tests/fuzz/fuzz_$$n $(FUZZ_OPTS) -max_total_time=$(FUZZ_SECONDS) \
+			-print_final_stats=1 -artifact_prefix=$(FUZZ_OUT)/crashes/$$n- \
+			$(FUZZ_OUT)/corpus/$$n tests/fuzz/corpus/$$n 2>$(FUZZ_OUT)/$$n.log; rc=$$?; \
+		grep -E '^#[0-9]+[[:space:]]+DONE|stat::number_of_executed_units|stat::peak_rss' $(FUZZ_OUT)/$$n.log; \
+		[ $$rc = 0 ] || { tail -40 $(FUZZ_OUT)/$$n.log; exit 1; }; \
+	done
+
+# In make check: every corpus input replayed, then each harness a few seconds.
+check-fuzz: fuzz-build
+	$(Q)for n in $(FUZZ_NAMES); do \
+		mkdir -p $(FUZZ_OUT)/corpus/$$n $(FUZZ_OUT)/crashes; \
+		log=$(FUZZ_OUT)/$$n.check.log; \
+		$(FUZZ_OUT)/tests/fuzz/fuzz_$$n $(FUZZ_OPTS) -runs=0 tests/fuzz/corpus/$$n >$$log 2>&1 && \
+		$(FUZZ_OUT)/tests/fuzz/fuzz_$$n $(FUZZ_OPTS) -max_total_time=$(FUZZ_CHECK_SECONDS) \
+			-artifact_prefix=$(FUZZ_OUT)/crashes/$$n- \
+			$(FUZZ_OUT)/corpus/$$n tests/fuzz/corpus/$$n >>$$log 2>&1 || \
+			{ echo "FAIL fuzz_$$n"; tail -40 $$log; exit 1; }; \
+		echo "PASS fuzz_$$n: $$(ls tests/fuzz/corpus/$$n | wc -l) corpus inputs replayed;" \
+			"$$(grep -oE '^#[0-9]+' $$log | tail -1 | tr -d '#') runs in $(FUZZ_CHECK_SECONDS)s"; \
+	done
+
+# --- Sanitizers ------------------------------------------------------------
+# The unit tests and the root kernel tests again, built with ASan and UBSan
+# in $(SAN_OUT) (smtpgov itself too: the kernel tests run it). Reports go to
+# $(SAN_OUT)/reports; any report, or a failed test, fails the run.
+san-build:
+	$(Q)$(MAKE) --no-print-directory OUT=$(SAN_OUT) CFLAGS="-g -O1 $(SAN_SAN)" \
+		$(SAN_OUT)/smtpgov $(patsubst $(OUT)/%,$(SAN_OUT)/%,$(UNIT_BINS) $(BPF_TESTS))
+
+check-san: san-build
+	$(Q)rm -rf $(SAN_OUT)/reports && mkdir -p $(SAN_OUT)/reports
+	$(Q)ASAN_OPTIONS=log_path=$(CURDIR)/$(SAN_OUT)/reports/asan:detect_leaks=1:abort_on_error=0 \
+	UBSAN_OPTIONS=log_path=$(CURDIR)/$(SAN_OUT)/reports/ubsan:halt_on_error=1:print_stacktrace=1 \
+	SMTPGOV_BIN=$(SAN_OUT)/smtpgov \
+		tests/run $(patsubst $(OUT)/%,$(SAN_OUT)/%,$(UNIT_BINS)) -- \
+		$(patsubst $(OUT)/%,$(SAN_OUT)/%,$(BPF_TESTS)); rc=$$?; \
+	if [ -n "$$(ls $(SAN_OUT)/reports)" ]; then \
+		echo "FAIL sanitizers: reports in $(SAN_OUT)/reports:"; cat $(SAN_OUT)/reports/*; exit 1; \
+	fi; \
+	[ $$rc = 0 ] && echo "PASS sanitizers: no ASan/UBSan report"
 
 check-unit: $(UNIT_BINS)
 	$(Q)tests/run $(UNIT_BINS)
@@ -165,6 +241,6 @@ install: $(OUT)/smtpgov
 	install -D -m 0644 man/smtpgov.8 $(DESTDIR)$(PREFIX)/share/man/man8/smtpgov.8
 
 clean:
-	rm -rf $(OUT)
+	rm -rf $(OUT) $(FUZZ_OUT) $(SAN_OUT)
 
 -include $(shell find $(OUT) -name '*.d' 2>/dev/null)

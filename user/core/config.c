@@ -531,6 +531,7 @@ static int prescan(FILE *fp, char *err, size_t errlen, const char *path)
 		char *s = line, *end;
 
 		lineno++;
+		line[len] = '\0';     /* the error quotes the line: not its newline */
 		if (len > LINE_MAX_CHARS) {
 			snprintf(err, errlen, "%s:%u: line longer than %d characters; "
 				 "continue a long value on indented lines", path, lineno, LINE_MAX_CHARS);

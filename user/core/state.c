@@ -165,7 +165,7 @@ static int parse_group(const char *s, struct sg_state_group *g)
 	q = field(q, "paused_until", MAX_TIME, &paused);
 	q = field(q, "signals", UINT64_MAX, &signals);
 	q = field(q, "changed", MAX_TIME, &changed);
-	if (!q || !(q = word(q, "reason")) || strlen(q) >= SG_REASON_LEN)
+	if (!q || !(q = word(q, "reason")) || strlen(q) >= SG_REASON_LEN || strchr(q, '\r'))
 		return -1;
 	/* A pause starts with a change (cap -> 0) and lasts at most the
 	 * longest pause: an end beyond that is no pause smtpgov set. */
