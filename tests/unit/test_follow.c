@@ -11,9 +11,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include "follow.h"
 
@@ -205,6 +208,274 @@ static void test_stdin_pipe(void **state)
 	close(saved);
 }
 
+/* ---- rotation under load -------------------------------------------------
+ * A writer appends numbered lines at 20,000 lines/s, each in two write()s
+ * (so a rotation can fall inside a line), like a syslog daemon holding its
+ * fd; it rotates the log ten times the way logrotate does, then keeps
+ * writing to its old fd for a while (lines between the rename and its
+ * reopen). The follower runs meanwhile in this thread. Every line must
+ * arrive exactly once and intact.
+ */
+enum rot { ROT_RENAME, ROT_COPYTRUNCATE, ROT_DELETE };
+
+#define RATE        20000        /* lines a second */
+#define ROTATIONS   10
+#define LINES_APART 2000         /* lines between rotations: 100 ms */
+#define LATE_LINES  40           /* lines into the old fd before the reopen */
+#define LONG_SEQ    777          /* this line is longer than any buffer */
+#define LONG_LEN    (200 * 1024)
+#define TOTAL       ((ROTATIONS + 1) * LINES_APART)
+
+struct load {
+	enum rot how;
+	atomic_bool done;
+	int count[TOTAL];
+	int bad;                 /* lines that are not what was written */
+};
+
+static void line_text(char *buf, size_t len, int seq)
+{
+	snprintf(buf, len, "seq %08d payload %08x end", seq, (unsigned)seq * 2654435761u);
+}
+
+static int on_load_line(void *arg, const char *line, size_t len)
+{
+	struct load *l = arg;
+	char want[64];
+	int seq;
+
+	if (sscanf(line, "seq %d", &seq) != 1 || seq < 0 || seq >= TOTAL) {
+		l->bad++;
+		return 0;
+	}
+	line_text(want, sizeof(want), seq);
+	if (seq == LONG_SEQ ? len != 64 * 1024 - 1 || strncmp(line, want, strlen(want))
+			    : strcmp(line, want))
+		l->bad++;
+	l->count[seq]++;
+	return 0;
+}
+
+static void write_all(int fd, const char *p, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, p, n);
+
+		assert_true(w > 0);
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
+static void copy_file(const char *from, const char *to)
+{
+	char buf[65536];
+	int in = open(from, O_RDONLY), out = open(to, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	ssize_t n;
+
+	assert_true(in >= 0 && out >= 0);
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		write_all(out, buf, (size_t)n);
+	close(in);
+	close(out);
+}
+
+static void rotated_name(char *buf, size_t len, int i)
+{
+	snprintf(buf, len, "%s.%d", path, i);
+}
+
+static void *writer(void *arg)
+{
+	struct load *l = arg;
+	struct timespec t0, now;
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0644), reopen_at = -1, rot = 0;
+	char line[64], *big = malloc(LONG_LEN);
+
+	assert_true(fd >= 0 && big);
+	memset(big, 'x', LONG_LEN);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (int seq = 0; seq < TOTAL; seq++) {
+		size_t n;
+
+		line_text(line, sizeof(line), seq);
+		n = strlen(line);
+		write_all(fd, line, n / 2);
+		if (seq && seq % LINES_APART == 0 && rot < ROTATIONS) {
+			char to[320];
+
+			/* Mid-line, as logrotate can be. */
+			rotated_name(to, sizeof(to), ++rot);
+			if (l->how == ROT_RENAME) {
+				assert_int_equal(rename(path, to), 0);
+				close(open(path, O_WRONLY | O_CREAT, 0644));   /* `create` */
+				reopen_at = seq + LATE_LINES;
+			} else if (l->how == ROT_DELETE) {
+				assert_int_equal(unlink(path), 0);
+				reopen_at = seq + LATE_LINES;
+			} else {
+				/* copytruncate cuts a line written across it in the file
+				 * itself: finish this one first. Nothing is written
+				 * between the copy and the truncation (that loss is
+				 * copytruncate's own, documented by logrotate). */
+				write_all(fd, line + n / 2, n - n / 2);
+				write_all(fd, "\n", 1);
+				copy_file(path, to);
+				assert_int_equal(truncate(path, 0), 0);
+				continue;
+			}
+		}
+		write_all(fd, line + n / 2, n - n / 2);
+		if (seq == LONG_SEQ)
+			write_all(fd, big, LONG_LEN);
+		write_all(fd, "\n", 1);
+		if (seq == reopen_at) {          /* the writer's HUP: a new fd */
+			close(fd);
+			fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0644);
+			assert_true(fd >= 0);
+			reopen_at = -1;
+		}
+		/* pace: seq lines by now */
+		if (seq % 20 == 19) {
+			long long due_ns = (long long)(seq + 1) * 1000000000LL / RATE, el;
+
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			el = (now.tv_sec - t0.tv_sec) * 1000000000LL + (now.tv_nsec - t0.tv_nsec);
+			if (due_ns > el) {
+				struct timespec d = { 0, (long)(due_ns - el) };
+
+				nanosleep(&d, NULL);
+			}
+		}
+	}
+	close(fd);
+	free(big);
+	atomic_store(&l->done, true);
+	return NULL;
+}
+
+static void rotation_under_load(enum rot how)
+{
+	struct load *l = calloc(1, sizeof(*l));
+	struct sg_follow *f;
+	pthread_t th;
+	int missing = 0, twice = 0;
+
+	assert_non_null(l);
+	l->how = how;
+	unlink(path);
+	close(open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644));
+	assert_int_equal(sg_follow_open(&f, path, SG_FOLLOW_END, on_load_line, l), 0);
+	assert_int_equal(sg_follow_read(f), 0);
+	assert_int_equal(pthread_create(&th, NULL, writer, l), 0);
+	while (!atomic_load(&l->done)) {
+		struct pollfd pfd = { .fd = sg_follow_fd(f), .events = POLLIN };
+
+		if (poll(&pfd, 1, 100) > 0)
+			assert_true(sg_follow_read(f) >= 0);
+	}
+	pthread_join(th, NULL);
+	pump(f);
+	assert_true(sg_follow_read(f) >= 0);
+	for (int i = 0; i < TOTAL; i++) {
+		if (l->count[i] == 0 && missing++ < 5)
+			print_error("line %d never came\n", i);
+		if (l->count[i] > 1 && twice++ < 5)
+			print_error("line %d came %d times\n", i, l->count[i]);
+	}
+	print_message("rotation %s: %d lines, %d rotations: %d missing, %d more than once, %d garbled\n",
+		      how == ROT_RENAME ? "by rename" : how == ROT_DELETE ? "by delete" : "by copytruncate",
+		      TOTAL, ROTATIONS, missing, twice, l->bad);
+	sg_follow_close(f);
+	for (int i = 1; i <= ROTATIONS; i++) {
+		char p[320];
+
+		rotated_name(p, sizeof(p), i);
+		unlink(p);
+	}
+	assert_int_equal(missing, 0);
+	assert_int_equal(twice, 0);
+	assert_int_equal(l->bad, 0);
+	free(l);
+}
+
+static void test_rotation_rename_under_load(void **state)
+{
+	(void)state;
+	rotation_under_load(ROT_RENAME);
+}
+
+static void test_rotation_copytruncate_under_load(void **state)
+{
+	(void)state;
+	rotation_under_load(ROT_COPYTRUNCATE);
+}
+
+static void test_delete_recreate_under_load(void **state)
+{
+	(void)state;
+	rotation_under_load(ROT_DELETE);
+}
+
+/* copytruncate while the follower was not looking: lines written after
+ * its last read went into the copy, and the file has grown past the old
+ * offset again by the time it wakes. */
+static void test_copytruncate_regrown(void **state)
+{
+	static const char *const want[] = { "read-before", "only-in-the-copy",
+					    "new-line-1-is-long-enough", "new-line-2-is-long-enough" };
+	struct seen s = { .n = 0 };
+	struct sg_follow *f;
+
+	(void)state;
+	unlink(path);
+	unlink(rotated);
+	append(path, "");
+	assert_int_equal(sg_follow_open(&f, path, SG_FOLLOW_END, on_line, &s), 0);
+	append(path, "read-before\n");
+	pump(f);
+	append(path, "only-in-the-copy\n");
+	copy_file(path, rotated);
+	assert_int_equal(truncate(path, 0), 0);
+	append(path, "new-line-1-is-long-enough\nnew-line-2-is-long-enough\n");
+	assert_int_equal(sg_follow_read(f), 0);
+	expect(&s, want, 4);
+	sg_follow_close(f);
+}
+
+/* Rotated, then silent (for an hour: the follower has no clock and no
+ * timer, so any idle time is the same to it), then the writer resumes in
+ * the rotated file before it reopens: nothing is lost or read twice. */
+static void test_idle_after_rotation(void **state)
+{
+	static const char *const want[] = { "before", "half one", "late", "after" };
+	struct seen s = { .n = 0 };
+	struct sg_follow *f;
+	int wfd;
+
+	(void)state;
+	unlink(path);
+	unlink(rotated);
+	append(path, "");
+	assert_int_equal(sg_follow_open(&f, path, SG_FOLLOW_END, on_line, &s), 0);
+	wfd = open(path, O_WRONLY | O_APPEND);
+	assert_true(wfd >= 0);
+	assert_int_equal(write(wfd, "before\nhalf", 11), 11);
+	pump(f);
+	assert_int_equal(rename(path, rotated), 0);
+	append(path, "");                            /* logrotate's `create` */
+	for (int i = 0; i < 5; i++)                  /* idle wake-ups change nothing */
+		assert_int_equal(sg_follow_read(f), 0);
+	assert_int_equal(s.n, 1);
+	assert_int_equal(write(wfd, " one\nlate\n", 10), 10);
+	pump(f);
+	close(wfd);
+	append(path, "after\n");
+	pump(f);
+	expect(&s, want, 4);
+	sg_follow_close(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -213,6 +484,11 @@ int main(void)
 		cmocka_unit_test(test_copy_truncate),
 		cmocka_unit_test(test_file_appears_later),
 		cmocka_unit_test(test_stdin_pipe),
+		cmocka_unit_test(test_idle_after_rotation),
+		cmocka_unit_test(test_copytruncate_regrown),
+		cmocka_unit_test(test_rotation_rename_under_load),
+		cmocka_unit_test(test_rotation_copytruncate_under_load),
+		cmocka_unit_test(test_delete_recreate_under_load),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
