@@ -108,6 +108,19 @@ static void test_partial_lines(void **state)
 	sg_follow_close(f);
 }
 
+/* A fresh log holding `first`, followed from its end. */
+static struct sg_follow *fresh_log(struct seen *s, const char *first)
+{
+	struct sg_follow *f;
+
+	unlink(path);
+	unlink(rotated);
+	append(path, first);
+	assert_int_equal(sg_follow_open(&f, path, SG_FOLLOW_END, on_line, s), 0);
+	assert_int_equal(sg_follow_read(f), 0);
+	return f;
+}
+
 static void test_rotation_by_rename(void **state)
 {
 	static const char *const want[] = { "new1", "late-in-old", "partial-in-old", "fresh1", "fresh2" };
@@ -116,11 +129,7 @@ static void test_rotation_by_rename(void **state)
 	int wfd;
 
 	(void)state;
-	unlink(path);
-	unlink(rotated);
-	append(path, "old-before-start\n");
-	assert_int_equal(sg_follow_open(&f, path, SG_FOLLOW_END, on_line, &s), 0);
-	assert_int_equal(sg_follow_read(f), 0);
+	f = fresh_log(&s, "old-before-start\n");
 	wfd = open(path, O_WRONLY | O_APPEND);  /* the MTA's syslogd keeps its fd */
 	assert_true(wfd >= 0);
 	assert_int_equal(write(wfd, "new1\n", 5), 5);
@@ -428,10 +437,7 @@ static void test_copytruncate_regrown(void **state)
 	struct sg_follow *f;
 
 	(void)state;
-	unlink(path);
-	unlink(rotated);
-	append(path, "");
-	assert_int_equal(sg_follow_open(&f, path, SG_FOLLOW_END, on_line, &s), 0);
+	f = fresh_log(&s, "");
 	append(path, "read-before\n");
 	pump(f);
 	append(path, "only-in-the-copy\n");
@@ -454,10 +460,7 @@ static void test_idle_after_rotation(void **state)
 	int wfd;
 
 	(void)state;
-	unlink(path);
-	unlink(rotated);
-	append(path, "");
-	assert_int_equal(sg_follow_open(&f, path, SG_FOLLOW_END, on_line, &s), 0);
+	f = fresh_log(&s, "");
 	wfd = open(path, O_WRONLY | O_APPEND);
 	assert_true(wfd >= 0);
 	assert_int_equal(write(wfd, "before\nhalf", 11), 11);
