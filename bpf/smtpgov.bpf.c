@@ -174,17 +174,41 @@ static __always_inline int room_open(const struct sg_settings *s, const struct s
 	return 1;
 }
 
+/*
+ * The address the socket was bound to before this connect (16 bytes, IPv4
+ * mapped), all zero when it is unbound and the kernel will choose. Read
+ * here, not from the waiting room's accepted connection: an unbound socket
+ * sent to 127.0.0.1 also arrives from 127.0.0.1 (docs/design.md).
+ */
+static __always_inline void bound_source(struct bpf_sock *sk, __u16 family, __u32 src[4])
+{
+	if (family == AF_INET) {
+		__u32 ip = sk->src_ip4;
+
+		src[0] = 0;
+		src[1] = 0;
+		src[2] = ip ? bpf_htonl(0xffff) : 0;
+		src[3] = ip;
+		return;
+	}
+	src[0] = sk->src_ip6[0];
+	src[1] = sk->src_ip6[1];
+	src[2] = sk->src_ip6[2];
+	src[3] = sk->src_ip6[3];
+}
+
 /* Send the connect to the waiting room: tag it with where it was going and
  * point it at the room's loopback listener, in the socket's own family. */
 static __always_inline int enqueue(struct bpf_sock_addr *ctx, __u64 *cookie,
 				   struct sg_group *grp, __u32 gid,
 				   const struct sg_settings *s, __u16 family,
-				   const __u32 addr[4], __u16 port)
+				   const __u32 addr[4], __u16 port, const __u32 src[4])
 {
 	struct sg_sock t = { .group = gid, .flags = SG_SOCK_QUEUED,
 			     .orig_port = port, .orig_family = family };
 
 	__builtin_memcpy(t.orig_addr, addr, 16);
+	__builtin_memcpy(t.src, src, 16);
 	if (bpf_map_update_elem(&socks, cookie, &t, BPF_ANY))
 		return REFUSE;
 	if (family == AF_INET) {
@@ -242,8 +266,12 @@ static __always_inline int govern(struct bpf_sock_addr *ctx, __u32 gid,
 			 * frees; never sent back to the room, not a refusal. */
 			if (from_room)
 				return REFUSE;
-			if (grp->verdict == SG_VERDICT_QUEUE && room_open(s, grp))
-				return enqueue(ctx, &cookie, grp, gid, s, family, addr, port);
+			if (grp->verdict == SG_VERDICT_QUEUE && room_open(s, grp)) {
+				__u32 src[4];
+
+				bound_source(sk, family, src);
+				return enqueue(ctx, &cookie, grp, gid, s, family, addr, port, src);
+			}
 			__sync_fetch_and_add(&grp->refused, 1);
 			emit(grp, gid, SG_EV_REFUSED, s, family, addr, port, old);
 			return REFUSE;
@@ -381,6 +409,7 @@ int sg_sockops(struct bpf_sock_ops *skops)
 	val.port = tag->orig_port;
 	val.family = tag->orig_family;
 	val.group = tag->group;
+	__builtin_memcpy(val.src, tag->src, 16);
 	val.ts_ns = bpf_ktime_get_ns();
 	bpf_map_update_elem(&pending, &key, &val, BPF_ANY);
 	/* Filed: the tag has done its work (a queued socket holds no slot). */

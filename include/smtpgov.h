@@ -145,6 +145,9 @@ struct sg_sock {
 	__u8  orig_addr[16];   /* queued: original destination (IPv4 mapped) */
 	__u16 orig_port;       /* host byte order */
 	__u16 orig_family;     /* AF_INET or AF_INET6 of the client socket */
+	__u8  src[16];         /* queued: the address the socket was bound to
+	                        * before connect (IPv4 mapped), all zero if
+	                        * unbound (the kernel's choice) */
 };
 
 /* `pending`: BPF_MAP_TYPE_LRU_HASH, queued connects by client address. */
@@ -160,6 +163,9 @@ struct sg_pending {
 	__u16 family;          /* client socket's family */
 	__u32 group;
 	__u64 ts_ns;           /* bpf_ktime_get_ns() at connect */
+	__u8  src[16];         /* bound source address (IPv4 mapped), all zero
+	                        * if the client left the choice to the kernel:
+	                        * the waiting room binds its upstream to it */
 };
 
 /* `wakeups`: BPF_MAP_TYPE_RINGBUF records, a slot of a queue group freed. */

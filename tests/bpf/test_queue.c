@@ -10,6 +10,8 @@
 #include <cmocka.h>
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -33,6 +35,7 @@ struct shared {
 	int err[64];
 	char reply[64][128];
 	int order[64], norder;   /* server: HELO ids in session order */
+	char from[64][64];       /* server: the client address of each HELO id */
 	int cur, peak;           /* server-side concurrency */
 };
 
@@ -60,7 +63,10 @@ static double mono(void)
 static void *session(void *arg)
 {
 	int fd = (int)(long)arg;
-	char buf[65536];
+	char buf[65536], peer[64] = "";
+	struct sockaddr_storage ss;
+	socklen_t sslen = sizeof(ss);
+	bool quit = false;
 	ssize_t n;
 	int cur = __atomic_add_fetch(&sh->cur, 1, __ATOMIC_SEQ_CST);
 	int peak = __atomic_load_n(&sh->peak, __ATOMIC_SEQ_CST);
@@ -68,6 +74,10 @@ static void *session(void *arg)
 	while (cur > peak && !__atomic_compare_exchange_n(&sh->peak, &peak, cur, false,
 				__ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
 		;
+	if (!getpeername(fd, (struct sockaddr *)&ss, &sslen))
+		inet_ntop(ss.ss_family, ss.ss_family == AF_INET ?
+			  (void *)&((struct sockaddr_in *)&ss)->sin_addr :
+			  (void *)&((struct sockaddr_in6 *)&ss)->sin6_addr, peer, sizeof(peer));
 	if (write(fd, "220 sim ready\r\n", 15) != 15)
 		goto out;
 	while ((n = read(fd, buf, sizeof(buf) - 1)) > 0) {
@@ -76,9 +86,15 @@ static void *session(void *arg)
 			int slot = __atomic_fetch_add(&sh->norder, 1, __ATOMIC_SEQ_CST);
 
 			sh->order[slot] = atoi(buf + 5);
+			if (sh->order[slot] >= 0 && sh->order[slot] < 64)
+				snprintf(sh->from[sh->order[slot]], sizeof(sh->from[0]), "%s", peer);
 			if (write(fd, "250 hi\r\n", 8) != 8)
 				break;
 		} else if (!strncmp(buf, "QUIT", 4)) {
+			/* The session is over for the provider before the client
+			 * hears 221, so before its close can free a slot. */
+			__atomic_sub_fetch(&sh->cur, 1, __ATOMIC_SEQ_CST);
+			quit = true;
 			if (write(fd, "221 bye\r\n", 9) != 9)
 				break;
 		} else if (write(fd, buf, (size_t)n) != n) {   /* echo */
@@ -87,7 +103,8 @@ static void *session(void *arg)
 	}
 out:
 	/* EOF from the relay: the session is over for the provider. */
-	__atomic_sub_fetch(&sh->cur, 1, __ATOMIC_SEQ_CST);
+	if (!quit)
+		__atomic_sub_fetch(&sh->cur, 1, __ATOMIC_SEQ_CST);
 	close(fd);
 	return NULL;
 }
@@ -156,13 +173,14 @@ static int read_line(int fd, char *buf, size_t len, int timeout_ms)
 struct client {
 	int id, family, hold_ms;
 	const char *addr;
+	const char *src;         /* bind to this first; NULL: unbound */
 };
 
 static void *client_main(void *arg)
 {
 	struct client *c = arg;
 	char line[128], helo[32];
-	int fd = tcp_connect(c->family, c->addr, TEST_PORT);
+	int fd = tcp_connect_from(c->family, c->src, c->addr, TEST_PORT);
 
 	if (fd < 0) {
 		sh->err[c->id] = -fd;
@@ -194,6 +212,7 @@ out:
 struct crowd {
 	int n, family, hold_ms;
 	const char *addr;
+	const char *src;         /* even clients bind to it, odd ones do not */
 };
 
 /* Clients connect one after the other (5 ms apart) and then hold. */
@@ -204,7 +223,7 @@ static int child_crowd(void *arg)
 	pthread_t t[64];
 
 	for (int i = 0; i < cr->n; i++) {
-		c[i] = (struct client){ i, cr->family, cr->hold_ms, cr->addr };
+		c[i] = (struct client){ i, cr->family, cr->hold_ms, cr->addr, i % 2 ? NULL : cr->src };
 		pthread_create(&t[i], NULL, client_main, &c[i]);
 		usleep(5000);
 	}
@@ -229,17 +248,75 @@ static int teardown(void **state)
 	return 0;
 }
 
-static void crowd_test(int family, const char *client_addr, const char *server_addr,
-		       const char *conf, int cap)
+/* Run fn in the test's netns (if it has one), then come back. */
+static int in_env_netns(int (*fn)(void *), void *arg)
 {
-	struct crowd cr = { CLIENTS, family, 60, client_addr };
+	int self, r;
+
+	if (!E.netns[0])
+		return fn(arg);
+	self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+	if (self < 0 || env_enter_netns(&E)) {
+		if (self >= 0)
+			close(self);
+		return -1;
+	}
+	r = fn(arg);
+	if (setns(self, CLONE_NEWNET))
+		r = -1;
+	close(self);
+	return r;
+}
+
+struct server_args {
+	struct server *srv;
+	int family;
+	const char *addr;
+	char *choice;            /* out: the kernel's source address for addr */
+};
+
+static int start_server_here(void *arg)
+{
+	struct server_args *a = arg;
+	struct sockaddr_storage ss, me;
+	socklen_t melen = sizeof(me);
+	unsigned len;
+	int fd;
+
+	/* What an unbound socket leaves from: ask the kernel (a UDP connect
+	 * chooses the source and sends nothing). */
+	if (sg_sockaddr(a->addr, TEST_PORT, &ss, &len) ||
+	    (fd = socket(a->family, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0)
+		return -1;
+	if (connect(fd, (struct sockaddr *)&ss, len) || getsockname(fd, (struct sockaddr *)&me, &melen)) {
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	inet_ntop(a->family, a->family == AF_INET ? (void *)&((struct sockaddr_in *)&me)->sin_addr :
+		  (void *)&((struct sockaddr_in6 *)&me)->sin6_addr, a->choice, 64);
+	return server_start(a->srv, a->family, a->addr);
+}
+
+/*
+ * CLIENTS connect through a cap; those over it wait in the room. With src,
+ * the even ones bind to it first: the server must see each session from
+ * the address its client chose, and the unbound ones from the kernel's
+ * choice, as without smtpgov.
+ */
+static void crowd_test_from(int family, const char *client_addr, const char *server_addr,
+			    const char *conf, int cap, const char *src)
+{
+	struct crowd cr = { CLIENTS, family, 60, client_addr, src };
 	struct server srv = { 0 };
+	char choice[64] = "";
+	int sfamily = family == AF_INET6 && strncmp(client_addr, "::ffff:", 7) ? AF_INET6 : AF_INET;
+	struct server_args sa = { &srv, sfamily, server_addr, choice };
 	struct sg_group *g;
 
 	env_config(&E, conf);
 	assert_int_equal(env_daemon(&E, "--log /dev/null", true), 0);
-	assert_int_equal(server_start(&srv, family == AF_INET6 && strncmp(client_addr, "::ffff:", 7) ?
-				      AF_INET6 : AF_INET, server_addr), 0);
+	assert_int_equal(in_env_netns(start_server_here, &sa), 0);
 	assert_int_equal(env_wait(&E, env_spawn(&E, child_crowd, &cr)), 0);
 	/* the last relay closes a moment after its client */
 	g = env_group(&E, "lo");
@@ -272,11 +349,28 @@ static void crowd_test(int family, const char *client_addr, const char *server_a
 	pclose(p);
 	assert_non_null(strstr(ev, "\"event\":\"queued\""));
 	assert_non_null(strstr(ev, "\"event\":\"dequeued\""));
-	/* first come, first served */
+	/* first come, first served (in the room: the first `cap` clients go
+	 * straight through and may say HELO in either order) */
 	assert_int_equal(sh->norder, CLIENTS);
-	for (int i = 0; i < CLIENTS; i++)
+	for (int i = cap; i < CLIENTS; i++)
 		assert_int_equal(sh->order[i], i);
+	/* each session left from the address its client chose, or not */
+	for (int i = 0; i < CLIENTS; i++) {
+		const char *want = src && i % 2 == 0 ? src : choice;
+
+		if (sfamily == AF_INET && !strncmp(want, "::ffff:", 7))
+			want += 7;
+		if (strcmp(sh->from[i], want))
+			fail_msg("client %d (%s): the server saw it from %s, not %s", i,
+				 src && i % 2 == 0 ? "bound" : "unbound", sh->from[i], want);
+	}
 	assert_int_equal(env_daemon_stop(&E, SIGTERM), 0);
+}
+
+static void crowd_test(int family, const char *client_addr, const char *server_addr,
+		       const char *conf, int cap)
+{
+	crowd_test_from(family, client_addr, server_addr, conf, cap, NULL);
 }
 
 static void test_queue_v4(void **state)
@@ -295,6 +389,34 @@ static void test_queue_v6(void **state)
 {
 	(void)state;
 	crowd_test(AF_INET6, "::1", "::1", QCONF(2, "30s", "::1/128"), 2);
+}
+
+/* --- the relayed connection leaves from the MTA's bound address --- */
+
+static void test_source_v4(void **state)
+{
+	(void)state;
+	crowd_test_from(AF_INET, "127.0.0.2", "127.0.0.2", QCONF(1, "30s", "127.0.0.2/32"), 1,
+			"127.0.0.77");
+}
+
+static void test_source_v4_mapped(void **state)
+{
+	(void)state;
+	crowd_test_from(AF_INET6, "::ffff:127.0.0.2", "127.0.0.2", QCONF(1, "30s", "127.0.0.2/32"), 1,
+			"::ffff:127.0.0.77");
+}
+
+static void test_source_v6(void **state)
+{
+	char cmd[256];
+
+	(void)state;
+	assert_int_equal(env_netns(&E, "2001:db8::25"), 0);
+	snprintf(cmd, sizeof(cmd), "ip -n %s addr add 2001:db8::77/128 dev lo nodad", E.netns);
+	assert_int_equal(system(cmd), 0);
+	crowd_test_from(AF_INET6, "2001:db8::25", "2001:db8::25", QCONF(1, "30s", "2001:db8::25/128"), 1,
+			"2001:db8::77");
 }
 
 /* --- held past queue_wait: smtpgov's own 421 --- */
@@ -316,7 +438,7 @@ static int child_expire(void *arg)
 
 static void test_wait_expiry(void **state)
 {
-	struct crowd first = { 1, AF_INET, 3000, "127.0.0.2" };
+	struct crowd first = { 1, AF_INET, 3000, "127.0.0.2", NULL };
 	struct server srv = { 0 };
 	pid_t holder;
 
@@ -424,7 +546,7 @@ static int child_bulk(void *arg)
 
 static void test_bytes_intact(void **state)
 {
-	struct crowd hold = { 1, AF_INET, 2000, "127.0.0.2" };
+	struct crowd hold = { 1, AF_INET, 2000, "127.0.0.2", NULL };
 	struct server srv = { 0 };
 	pid_t holder;
 
@@ -448,6 +570,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_queue_v4, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_queue_v4_mapped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_queue_v6, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_source_v4, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_source_v4_mapped, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_source_v6, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wait_expiry, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_daemon_gone_refuses, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bytes_intact, setup, teardown),

@@ -131,10 +131,14 @@ int env_load(struct env *e, const char *extra)
 
 int env_daemon(struct env *e, const char *extra, bool room)
 {
-	char cmd[4096];
+	char cmd[4096], ns[128] = "";
 
-	snprintf(cmd, sizeof(cmd), "exec %s --pin-dir %s load --cgroup %s --config %s %s",
-		 smtpgov_bin(), e->pin_dir, e->cgroup, e->conf, extra ? extra : "");
+	/* In the test's netns, so that its clients reach the waiting room
+	 * (nsenter, not `ip netns exec`, which would hide bpffs). */
+	if (e->netns[0])
+		snprintf(ns, sizeof(ns), "nsenter --net=/var/run/netns/%s ", e->netns);
+	snprintf(cmd, sizeof(cmd), "exec %s%s --pin-dir %s load --cgroup %s --config %s %s",
+		 ns, smtpgov_bin(), e->pin_dir, e->cgroup, e->conf, extra ? extra : "");
 	e->daemon = fork();
 	if (e->daemon == 0) {
 		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
@@ -367,16 +371,23 @@ void listener_stop(struct listener *l)
 
 int tcp_connect(int family, const char *addr, int port)
 {
-	struct sockaddr_storage ss;
-	unsigned len;
+	return tcp_connect_from(family, NULL, addr, port);
+}
+
+int tcp_connect_from(int family, const char *src, const char *addr, int port)
+{
+	struct sockaddr_storage ss, from;
+	unsigned len, fromlen;
 	int fd;
 
-	if (sg_sockaddr(addr, (uint16_t)port, &ss, &len) || ss.ss_family != family)
+	if (sg_sockaddr(addr, (uint16_t)port, &ss, &len) || ss.ss_family != family ||
+	    (src && (sg_sockaddr(src, 0, &from, &fromlen) || from.ss_family != family)))
 		return -EINVAL;
 	fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	if (connect(fd, (struct sockaddr *)&ss, len)) {
+	if ((src && bind(fd, (struct sockaddr *)&from, fromlen)) ||
+	    connect(fd, (struct sockaddr *)&ss, len)) {
 		int r = -errno;
 
 		close(fd);

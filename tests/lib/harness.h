@@ -57,7 +57,8 @@ int env_daemon_stop(struct env *e, int sig);
  * its exit status is fn's return value. */
 pid_t env_spawn(struct env *e, int (*fn)(void *), void *arg);
 int env_wait(struct env *e, pid_t pid);   /* exit status, -1 if killed */
-/* Create a netns named after the env with lo up and the given address. */
+/* Create a netns named after the env with lo up and the given address
+ * (more: `ip -n e->netns addr add`); env_daemon then runs in it too. */
 int env_netns(struct env *e, const char *addr6);
 int env_enter_netns(const struct env *e);
 /* Move the calling process into the env's cgroup. */
@@ -77,6 +78,9 @@ void listener_stop(struct listener *l);
 
 /* connect() to addr:port; returns the socket, or -errno. */
 int tcp_connect(int family, const char *addr, int port);
+/* The same from a socket bound to src first (port 0), as an MTA with a
+ * chosen sending address does; src NULL: unbound. */
+int tcp_connect_from(int family, const char *src, const char *addr, int port);
 /* Say goodbye to a listener (see above) and close. */
 void tcp_bye(int fd);
 

@@ -42,8 +42,8 @@ struct conn {
 	enum state state;
 	int group;
 	int cfd, ufd;          /* client (MTA) and upstream */
-	struct sockaddr_storage dst;
-	socklen_t dstlen;
+	struct sockaddr_storage dst, src;
+	socklen_t dstlen, srclen;   /* srclen 0: the MTA left the source to the kernel */
 	uint64_t since_ms;
 	struct pipe_buf up, down;   /* client->upstream, upstream->client */
 	struct conn *next;     /* FIFO of a group while WAITING */
@@ -267,6 +267,23 @@ static int on_upstream(void *arg, uint32_t events)
 	return on_relay(arg, events, false);
 }
 
+/*
+ * Leave from the address the MTA bound its socket to, if it chose one;
+ * the port is still picked at connect() (IP_BIND_ADDRESS_NO_PORT), so
+ * binding reserves nothing.
+ */
+static int bind_source(int fd, const struct conn *c)
+{
+	int one = 1;
+
+	if (!c->srclen)
+		return 0;
+	if (setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one)) ||
+	    bind(fd, (const struct sockaddr *)&c->src, c->srclen))
+		return -errno;
+	return 0;
+}
+
 /* Connect the head of a group's queue upstream while the kernel admits. */
 static void admit(struct sg_room *r, int g)
 {
@@ -276,13 +293,22 @@ static void admit(struct sg_room *r, int g)
 	while (q->head) {
 		struct conn *c = q->head;
 		int fd = socket(c->dst.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		int err;
 
 		if (fd < 0)
 			return;
 		setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark));
+		if ((err = bind_source(fd, c))) {
+			/* Never send from an address the MTA did not choose. */
+			close(fd);
+			pr_warn("waiting room: %s: cannot bind the MTA's source address: %s",
+				r->name[g], strerror(-err));
+			unqueue(c);
+			conn_free(c);
+			continue;
+		}
 		if (connect(fd, (struct sockaddr *)&c->dst, c->dstlen) && errno != EINPROGRESS) {
-			int err = errno;
-
+			err = errno;
 			close(fd);
 			if (err == EPERM)
 				return;            /* no free slot: keep waiting */
@@ -399,25 +425,41 @@ static void pending_key(const struct sockaddr_storage *peer, struct sg_pending_k
 	}
 }
 
-static void pending_dst(const struct sg_pending *p, struct sockaddr_storage *dst, socklen_t *len)
+/* A 16-byte address (IPv4 mapped) and port as a socket address. */
+static socklen_t to_sockaddr(const uint8_t addr[16], uint16_t port, struct sockaddr_storage *ss)
 {
 	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
 
-	memset(dst, 0, sizeof(*dst));
-	if (!memcmp(p->addr, mapped, 12)) {
-		struct sockaddr_in *a = (struct sockaddr_in *)dst;
+	memset(ss, 0, sizeof(*ss));
+	if (!memcmp(addr, mapped, 12)) {
+		struct sockaddr_in *a = (struct sockaddr_in *)ss;
 
 		a->sin_family = AF_INET;
-		a->sin_port = htons(p->port);
-		memcpy(&a->sin_addr, p->addr + 12, 4);
-		*len = sizeof(*a);
-	} else {
-		struct sockaddr_in6 *a = (struct sockaddr_in6 *)dst;
+		a->sin_port = htons(port);
+		memcpy(&a->sin_addr, addr + 12, 4);
+		return sizeof(*a);
+	}
+	struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
 
-		a->sin6_family = AF_INET6;
-		a->sin6_port = htons(p->port);
-		memcpy(&a->sin6_addr, p->addr, 16);
-		*len = sizeof(*a);
+	a->sin6_family = AF_INET6;
+	a->sin6_port = htons(port);
+	memcpy(&a->sin6_addr, addr, 16);
+	return sizeof(*a);
+}
+
+/* Where the held connection goes, and from which address it must leave. */
+static void pending_addrs(const struct sg_pending *p, struct conn *c)
+{
+	static const uint8_t any[16];
+
+	c->dstlen = to_sockaddr(p->addr, p->port, &c->dst);
+	c->srclen = 0;
+	if (memcmp(p->src, any, 16)) {
+		c->srclen = to_sockaddr(p->src, 0, &c->src);
+		/* An upstream socket has the destination's family (v4 for a
+		 * v4-mapped one); a source of the other family cannot be. */
+		if (c->src.ss_family != c->dst.ss_family)
+			c->srclen = 0;
 	}
 }
 
@@ -454,7 +496,7 @@ static int on_accept(void *arg, uint32_t events)
 			c->ufd = -1;
 			c->group = (int)p.group;
 			c->since_ms = now_ms();
-			pending_dst(&p, &c->dst, &c->dstlen);
+			pending_addrs(&p, c);
 			if (sg_loop_add(r->loop, fd, EPOLLIN | EPOLLRDHUP, on_client, c)) {
 				close(fd);
 				free(c);
