@@ -47,7 +47,7 @@ static void test_burst_is_one_decrease(void **state)
 	sg_ctl_init(&c, &g, 4, T0);
 	for (int i = 0; i < 50; i++) {
 		advance(&c, T0 + 100, NULL);
-		if (sg_ctl_signal(&c, T0 + 100, SG_ACTION_DECREASE, "gmail-421-4.4.5", "ABC123", &chg)) {
+		if (sg_ctl_signal(&c, T0 + 100, SG_ACTION_DECREASE, "gmail-421-4.4.5", "ABC123", NULL, &chg)) {
 			changes++;
 			assert_int_equal(chg.from, 4);
 			assert_int_equal(chg.to, 2);
@@ -58,15 +58,17 @@ static void test_burst_is_one_decrease(void **state)
 	assert_int_equal(changes, 1);
 	assert_int_equal(c.cap, 2);
 	assert_int_equal(c.signals, 50);
-	/* still within the cooldown: nothing; after it: the next decrease */
-	assert_false(sg_ctl_signal(&c, T0 + 159, SG_ACTION_DECREASE, "r", "Q", &chg));
-	assert_true(sg_ctl_signal(&c, T0 + 160, SG_ACTION_DECREASE, "r", "Q", &chg));
+	/* start unknown: within the echo window (5 s before any session was
+	 * observed) an echo; after it, the next decrease */
+	assert_int_equal(sg_ctl_echo_window_ms(&c), 5000);
+	assert_false(sg_ctl_signal(&c, T0 + 104, SG_ACTION_DECREASE, "r", "Q", NULL, &chg));
+	assert_true(sg_ctl_signal(&c, T0 + 105, SG_ACTION_DECREASE, "r", "Q", NULL, &chg));
 	assert_int_equal(chg.to, 1);
 	/* at min_cap: a decision, no change, never below */
-	assert_false(sg_ctl_signal(&c, T0 + 300, SG_ACTION_DECREASE, "r", "Q", &chg));
+	assert_false(sg_ctl_signal(&c, T0 + 300, SG_ACTION_DECREASE, "r", "Q", NULL, &chg));
 	assert_int_equal(c.cap, 1);
 	/* ignore is no signal for the cap */
-	assert_false(sg_ctl_signal(&c, T0 + 400, SG_ACTION_IGNORE, "r", "Q", &chg));
+	assert_false(sg_ctl_signal(&c, T0 + 400, SG_ACTION_IGNORE, "r", "Q", NULL, &chg));
 }
 
 static void test_pause_then_recovery(void **state)
@@ -77,14 +79,14 @@ static void test_pause_then_recovery(void **state)
 
 	(void)state;
 	sg_ctl_init(&c, &g, 4, T0);
-	assert_true(sg_ctl_signal(&c, T0 + 10, SG_ACTION_PAUSE, "ms-4.7.652-connections", "Q1", &chg));
+	assert_true(sg_ctl_signal(&c, T0 + 10, SG_ACTION_PAUSE, "ms-4.7.652-connections", "Q1", NULL, &chg));
 	assert_int_equal(chg.from, 4);
 	assert_int_equal(chg.to, 0);
 	assert_int_equal(sg_ctl_next_due(&c), T0 + 10 + 900);
 	/* more signals and deliveries during the pause change nothing, and do
 	 * not extend it */
-	assert_false(sg_ctl_signal(&c, T0 + 500, SG_ACTION_PAUSE, "r", "Q2", &chg));
-	assert_false(sg_ctl_signal(&c, T0 + 501, SG_ACTION_DECREASE, "r", "Q3", &chg));
+	assert_false(sg_ctl_signal(&c, T0 + 500, SG_ACTION_PAUSE, "r", "Q2", NULL, &chg));
+	assert_false(sg_ctl_signal(&c, T0 + 501, SG_ACTION_DECREASE, "r", "Q3", NULL, &chg));
 	for (int i = 0; i < 20; i++)
 		assert_false(sg_ctl_delivered(&c, T0 + 600, "S", &chg));
 	assert_int_equal(advance(&c, T0 + 909, NULL), 0);
@@ -165,22 +167,22 @@ static void test_bounds(void **state)
 	assert_int_equal(c.cap, 1);
 	/* decrease rounds down but stays at min_cap */
 	sg_ctl_init(&c, &g, 3, T0);
-	assert_true(sg_ctl_signal(&c, T0, SG_ACTION_DECREASE, "r", "Q", &chg));
+	assert_true(sg_ctl_signal(&c, T0, SG_ACTION_DECREASE, "r", "Q", NULL, &chg));
 	assert_int_equal(chg.to, 1);
 	/* a pause from min_cap resumes at min_cap */
-	assert_true(sg_ctl_signal(&c, T0 + 100, SG_ACTION_PAUSE, "r", "Q", &chg));
+	assert_true(sg_ctl_signal(&c, T0 + 100, SG_ACTION_PAUSE, "r", "Q", NULL, &chg));
 	assert_true(sg_ctl_advance(&c, T0 + 1000, &chg));
 	assert_int_equal(chg.to, 1);
 	/* pause = 0: a pause signal is a decrease */
 	g.pause = 0;
 	sg_ctl_init(&c, &g, 4, T0);
-	assert_true(sg_ctl_signal(&c, T0, SG_ACTION_PAUSE, "r", "Q", &chg));
+	assert_true(sg_ctl_signal(&c, T0, SG_ACTION_PAUSE, "r", "Q", NULL, &chg));
 	assert_int_equal(chg.to, 2);
 	/* time never goes back: a late line counts at the latest time seen */
 	g = conf();
 	sg_ctl_init(&c, &g, 4, T0);
-	assert_true(sg_ctl_signal(&c, T0 + 100, SG_ACTION_DECREASE, "r", "Q", &chg));
-	assert_false(sg_ctl_signal(&c, T0 - 1000, SG_ACTION_DECREASE, "r", "Q", &chg));
+	assert_true(sg_ctl_signal(&c, T0 + 100, SG_ACTION_DECREASE, "r", "Q", NULL, &chg));
+	assert_false(sg_ctl_signal(&c, T0 - 1000, SG_ACTION_DECREASE, "r", "Q", NULL, &chg));
 	/* an operator's cap 0 is kept: no automatic resume */
 	sg_ctl_follow(&c, 0, T0 + 200);
 	assert_int_equal(advance(&c, T0 + 30 * 86400, NULL), 0);
@@ -214,7 +216,7 @@ static void test_probe_settles_at_the_limit(void **state)
 	/* 3 holds; +1 probes 4, which the provider refuses: back to 3, not 1 */
 	assert_int_equal(deliver(&c, T0 + 1, 5), 1);
 	assert_int_equal(c.cap, 4);
-	assert_true(sg_ctl_signal(&c, T0 + 2, SG_ACTION_DECREASE, "gmail-421-4.4.5", "Q2", &chg));
+	assert_true(sg_ctl_signal(&c, T0 + 2, SG_ACTION_DECREASE, "gmail-421-4.4.5", "Q2", NULL, &chg));
 	assert_int_equal(chg.from, 4);
 	assert_int_equal(chg.to, 3);
 	assert_string_equal(chg.reason, "rule gmail-421-4.4.5, queue id Q2; probe of 4 failed");
@@ -222,12 +224,12 @@ static void test_probe_settles_at_the_limit(void **state)
 	assert_int_equal(deliver(&c, T0 + 100, 9), 0);
 	assert_int_equal(deliver(&c, T0 + 100, 1), 1);
 	assert_int_equal(c.cap, 4);
-	assert_true(sg_ctl_signal(&c, T0 + 200, SG_ACTION_DECREASE, "r", "Q3", &chg));
+	assert_true(sg_ctl_signal(&c, T0 + 200, SG_ACTION_DECREASE, "r", "Q3", NULL, &chg));
 	assert_int_equal(chg.to, 3);
 	assert_int_equal(deliver(&c, T0 + 300, 19), 0);
 	assert_int_equal(deliver(&c, T0 + 300, 1), 1);
 	/* ...and the clean interval too: 8 x 600 s now */
-	assert_true(sg_ctl_signal(&c, T0 + 400, SG_ACTION_DECREASE, "r", "Q4", &chg));
+	assert_true(sg_ctl_signal(&c, T0 + 400, SG_ACTION_DECREASE, "r", "Q4", NULL, &chg));
 	assert_int_equal(c.cap, 3);
 	deliver(&c, T0 + 401, 1);
 	assert_int_equal(advance(&c, T0 + 401 + 8 * 600 - 1, NULL), 0);
@@ -240,10 +242,118 @@ static void test_probe_settles_at_the_limit(void **state)
 	assert_int_equal(c.cap, 6);
 	/* a signal that is no probe's (cap held a while) halves as before */
 	deliver(&c, T0 + 6002, 2);
-	assert_true(sg_ctl_signal(&c, T0 + 6003, SG_ACTION_DECREASE, "r", "Q5", &chg));
+	assert_true(sg_ctl_signal(&c, T0 + 6003, SG_ACTION_DECREASE, "r", "Q5", NULL, &chg));
 	assert_int_equal(chg.to, 5);       /* 6 was the probe: one back */
-	assert_true(sg_ctl_signal(&c, T0 + 6100, SG_ACTION_DECREASE, "r", "Q6", &chg));
+	assert_true(sg_ctl_signal(&c, T0 + 6100, SG_ACTION_DECREASE, "r", "Q6", NULL, &chg));
 	assert_int_equal(chg.to, 2);       /* 5 held: halve */
+}
+
+/* A signal of session at ms `at`, begun at `began` (0: unknown), live (-1: unknown). */
+static bool sig(struct sg_ctl *c, int64_t at, int64_t began, int live, struct sg_change *chg)
+{
+	struct sg_evidence ev = { .at_ms = at, .began_ms = began, .live = live };
+
+	advance(c, at / 1000, NULL);
+	return sg_ctl_signal(c, at / 1000, SG_ACTION_DECREASE, "r", "Q", &ev, chg);
+}
+
+/* With delays (the session's start known): echo or new evidence. */
+static void test_echo_or_new_with_start(void **state)
+{
+	struct sg_group_conf g = conf();
+	struct sg_change chg;
+	struct sg_ctl c;
+	int64_t t0 = (int64_t)T0 * 1000;
+
+	(void)state;
+	g.max_cap = 16;
+	sg_ctl_init(&c, &g, 16, T0);
+	/* a session begun 300 ms before: the first signal halves */
+	assert_true(sig(&c, t0 + 500, t0 + 200, -1, &chg));
+	assert_int_equal(chg.to, 8);
+	/* sessions begun before that decrease: echoes of cap 16, however late
+	 * they are answered (a long session, a slow greeting) */
+	for (int i = 0; i < 20; i++)
+		assert_false(sig(&c, t0 + 510 + i * 100, t0 + 100 + i * 10, -1, &chg));
+	assert_false(sig(&c, t0 + 30000, t0 + 499, -1, &chg));
+	assert_int_equal(c.cap, 8);
+	/* a session begun after it, in the same second: cap 8 is still too
+	 * many, at once (no cooldown) */
+	assert_true(sig(&c, t0 + 30100, t0 + 501, -1, &chg));
+	assert_int_equal(chg.from, 8);
+	assert_int_equal(chg.to, 4);
+	/* its own echoes again make no decision */
+	assert_false(sig(&c, t0 + 30200, t0 + 30000, -1, &chg));
+	assert_int_equal(c.cap, 4);
+	assert_int_equal(c.signals, 24);
+}
+
+/* Without delays: a short window derived from observed session times. */
+static void test_echo_window_without_start(void **state)
+{
+	struct sg_group_conf g = conf();
+	struct sg_change chg;
+	struct sg_ctl c;
+	int64_t t0 = (int64_t)T0 * 1000;
+
+	(void)state;
+	g.max_cap = 16;
+	sg_ctl_init(&c, &g, 16, T0);
+	/* sessions take about 600 ms: the window is twice that */
+	for (int i = 0; i < 50; i++)
+		sg_ctl_session(&c, 600);
+	assert_int_equal(sg_ctl_echo_window_ms(&c), 1200);
+	assert_true(sig(&c, t0 + 1000, 0, -1, &chg));
+	assert_int_equal(chg.to, 8);
+	assert_false(sig(&c, t0 + 2199, 0, -1, &chg));
+	assert_true(sig(&c, t0 + 2200, 0, -1, &chg));
+	assert_int_equal(chg.to, 4);
+	/* short sessions: at least 1 s; long ones: at most 10 s */
+	sg_ctl_init(&c, &g, 16, T0);
+	sg_ctl_session(&c, 100);
+	assert_int_equal(sg_ctl_echo_window_ms(&c), 1000);
+	sg_ctl_init(&c, &g, 16, T0);
+	sg_ctl_session(&c, 60000);
+	assert_int_equal(sg_ctl_echo_window_ms(&c), 10000);
+	/* never longer than cooldown; cooldown 0: every signal decides */
+	g.cooldown = 3;
+	assert_int_equal(sg_ctl_echo_window_ms(&c), 3000);
+	g.cooldown = 0;
+	assert_int_equal(sg_ctl_echo_window_ms(&c), 0);
+	sg_ctl_init(&c, &g, 16, T0);
+	assert_true(sig(&c, t0, 0, -1, &chg));
+	assert_true(sig(&c, t0, 0, -1, &chg));
+	assert_int_equal(c.cap, 4);
+}
+
+/* The live sessions at the "too many" bound the provider's limit. */
+static void test_live_bounds_the_cap(void **state)
+{
+	struct sg_group_conf g = conf();
+	struct sg_change chg;
+	struct sg_ctl c;
+	int64_t t0 = (int64_t)T0 * 1000;
+
+	(void)state;
+	g.max_cap = 16;
+	sg_ctl_init(&c, &g, 16, T0);
+	/* 3 sessions open when the provider said too many: cap 3, not 8 */
+	assert_true(sig(&c, t0 + 500, t0 + 200, 3, &chg));
+	assert_int_equal(chg.to, 3);
+	assert_string_equal(chg.reason, "rule r, queue id Q; 3 live");
+	/* more live than halving gives: halving */
+	sg_ctl_init(&c, &g, 16, T0);
+	assert_true(sig(&c, t0 + 500, t0 + 200, 12, &chg));
+	assert_int_equal(chg.to, 8);
+	assert_string_equal(chg.reason, "rule r, queue id Q");
+	/* never below min_cap */
+	assert_true(sig(&c, t0 + 900, t0 + 600, 0, &chg));
+	assert_int_equal(chg.to, 1);
+	/* an echo is an echo whatever the count */
+	sg_ctl_init(&c, &g, 16, T0);
+	assert_true(sig(&c, t0 + 500, t0 + 200, -1, &chg));
+	assert_false(sig(&c, t0 + 600, t0 + 300, 1, &chg));
+	assert_int_equal(c.cap, 8);
 }
 
 int main(void)
@@ -254,6 +364,9 @@ int main(void)
 		cmocka_unit_test(test_ramp_never_jumps),
 		cmocka_unit_test(test_bounds),
 		cmocka_unit_test(test_probe_settles_at_the_limit),
+		cmocka_unit_test(test_echo_or_new_with_start),
+		cmocka_unit_test(test_echo_window_without_start),
+		cmocka_unit_test(test_live_bounds_the_cap),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -51,7 +51,7 @@ static void feed(struct sg_learn *l, const char *line)
 	struct sg_learn_result res;
 
 	if (sg_learn_line(l, line, strlen(line), &res))
-		sg_learn_apply(l, &res, res.ev.time);
+		sg_learn_apply(l, &res, res.ev.time, NULL);
 }
 
 static void test_pipeline(void **state)
@@ -142,10 +142,64 @@ static void test_replay_timeline(void **state)
 	free(got);
 }
 
+/* A Gmail deferral at TIME (maillog_file's high-precision format), with
+ * DELAYS ("" for none). */
+static void deferral(struct sg_learn *l, const char *time, const char *delays)
+{
+	char line[1024];
+
+	snprintf(line, sizeof(line), "Nov 24 %s mx1 postfix/smtp[1]: Q%s: to=<a@gmail.com>, "
+		 "relay=gmail-smtp-in.l.google.com[142.250.1.1]:25, delay=1, %s%sdsn=4.4.5, "
+		 "status=deferred (host gmail-smtp-in.l.google.com[142.250.1.1] said: 421 4.4.5 "
+		 "Server busy - gsmtp (in reply to RCPT TO command))", time, time + 9,
+		 delays, delays[0] ? ", " : "");
+	feed(l, line);
+}
+
+/* Echo or new evidence, from Postfix's delays= and the milliseconds. */
+static void test_evidence_from_the_log(void **state)
+{
+	int google = sg_config_group(&cfg, "google");
+	uint32_t caps[SG_MAX_GROUPS];
+	struct sg_learn l;
+	char err[256];
+
+	(void)state;
+	for (unsigned i = 0; i < cfg.ngroups; i++)
+		caps[i] = cfg.groups[i].cap;
+	caps[google] = 5;
+	/* with delays: a session's start is the line's time minus c + d */
+	nchanges = 0;
+	assert_int_equal(sg_learn_init(&l, &cfg, SG_FMT_AUTO, NOW, on_change, NULL, err, sizeof(err)), 0);
+	sg_learn_start(&l, NOW - 3600, caps);
+	deferral(&l, "11:00:00.500000", "delays=0.1/0/0.2/0.1");     /* began .200: 5 -> 2 */
+	deferral(&l, "11:00:01.200000", "delays=0/0/1.1/0");         /* began .100: echo */
+	deferral(&l, "11:00:09.000000", "delays=0/0/0.5/8.1");       /* began .400: echo */
+	assert_int_equal(nchanges, 1);
+	assert_int_equal(changes[0].to, 2);
+	deferral(&l, "11:00:09.100000", "delays=0/0/0.2/0.1");       /* began 08.800: new */
+	assert_int_equal(nchanges, 2);
+	assert_int_equal(changes[1].from, 2);
+	assert_int_equal(changes[1].to, 1);
+	sg_learn_free(&l);
+	/* without delays: an echo window of 5 s (no session observed yet) */
+	nchanges = 0;
+	assert_int_equal(sg_learn_init(&l, &cfg, SG_FMT_AUTO, NOW, on_change, NULL, err, sizeof(err)), 0);
+	sg_learn_start(&l, NOW - 3600, caps);
+	deferral(&l, "11:00:00.500000", "");
+	deferral(&l, "11:00:05.400000", "");
+	assert_int_equal(nchanges, 1);
+	deferral(&l, "11:00:05.500000", "");
+	assert_int_equal(nchanges, 2);
+	assert_int_equal(changes[1].to, 1);
+	sg_learn_free(&l);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_pipeline),
+		cmocka_unit_test(test_evidence_from_the_log),
 		cmocka_unit_test(test_replay_timeline),
 	};
 

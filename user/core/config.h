@@ -34,7 +34,7 @@ struct sg_group_conf {
 	bool builtin;            /* from the embedded table */
 	uint32_t cap, min_cap, max_cap;
 	double decrease;         /* cap *= decrease on a concurrency/rate signal */
-	uint32_t cooldown;       /* s: at most one decrease per cooldown */
+	uint32_t cooldown;       /* s: longest echo window for a signal of unknown start */
 	uint32_t increase_after; /* +1 after this many clean deliveries */
 	uint32_t increase_interval; /* s: ...or after this long without a signal */
 	uint32_t pause;          /* s: length of a pause-class signal */

@@ -33,7 +33,7 @@ void sg_ctl_init(struct sg_ctl *c, const struct sg_group_conf *conf, uint32_t ca
 	c->conf = conf;
 	c->cap = clamp(conf, cap);
 	c->now = now;
-	c->last_decrease = INT64_MIN;
+	c->decreased_ms = INT64_MIN;
 	c->backoff = 1;
 }
 
@@ -120,12 +120,39 @@ static void signal_reason(char *buf, size_t len, const char *rule, const char *q
 		snprintf(buf, len, "rule %s", rule ? rule : "?");
 }
 
+void sg_ctl_session(struct sg_ctl *c, uint32_t ms)
+{
+	c->session_ms = c->session_ms ? (uint32_t)(((uint64_t)c->session_ms * 7 + ms) / 8) : ms;
+}
+
+uint32_t sg_ctl_echo_window_ms(const struct sg_ctl *c)
+{
+	uint32_t w = 5000;
+
+	if (c->session_ms)
+		w = c->session_ms > 5000 ? 10000 : c->session_ms < 500 ? 1000 : 2 * c->session_ms;
+	return (uint64_t)c->conf->cooldown * 1000 < w ? c->conf->cooldown * 1000 : w;
+}
+
+/* Is this signal an echo of a cap that was already decreased? */
+static bool echo(const struct sg_ctl *c, int64_t at_ms, const struct sg_evidence *ev)
+{
+	if (c->decreased_ms == INT64_MIN)
+		return false;
+	if (ev && ev->began_ms)
+		return ev->began_ms < c->decreased_ms;
+	return at_ms - c->decreased_ms < (int64_t)sg_ctl_echo_window_ms(c);
+}
+
 bool sg_ctl_signal(struct sg_ctl *c, int64_t t, int action, const char *rule,
-		   const char *queue_id, struct sg_change *chg)
+		   const char *queue_id, const struct sg_evidence *ev, struct sg_change *chg)
 {
 	const struct sg_group_conf *g = c->conf;
+	int64_t at_ms;
 
 	t = clock_at(c, t);
+	/* the answer's time, never before the controller's clock */
+	at_ms = ev && ev->at_ms > t * 1000 ? ev->at_ms : t * 1000;
 	c->signals++;
 	c->clean = 0;
 	if (c->paused_until)
@@ -133,7 +160,7 @@ bool sg_ctl_signal(struct sg_ctl *c, int64_t t, int action, const char *rule,
 	if (action == SG_ACTION_PAUSE && g->pause) {
 		c->resume_cap = decreased(g, c->cap);
 		c->paused_until = t + g->pause;
-		c->last_decrease = t;
+		c->decreased_ms = at_ms;
 		snprintf(c->pause_rule, sizeof(c->pause_rule), "%s", rule ? rule : "?");
 		snprintf(c->pause_qid, sizeof(c->pause_qid), "%s", queue_id ? queue_id : "");
 		signal_reason(chg->reason, sizeof(chg->reason), rule, queue_id);
@@ -141,9 +168,9 @@ bool sg_ctl_signal(struct sg_ctl *c, int64_t t, int action, const char *rule,
 	}
 	if (action != SG_ACTION_DECREASE && action != SG_ACTION_PAUSE)
 		return false;
-	if (c->last_decrease != INT64_MIN && t - c->last_decrease < (int64_t)g->cooldown)
+	if (echo(c, at_ms, ev))
 		return false;
-	c->last_decrease = t;
+	c->decreased_ms = at_ms;
 	if (c->probe_from && c->cap == c->probe_from + 1 && c->probe_from >= g->min_cap) {
 		/* The probe failed: one step back, and probe this cap more rarely. */
 		char why[SG_REASON_LEN];
@@ -156,10 +183,21 @@ bool sg_ctl_signal(struct sg_ctl *c, int64_t t, int action, const char *rule,
 		return change(c, t, probed - 1, chg);
 	}
 	uint32_t to = decreased(g, c->cap);
+	bool measured = false;
 
+	/* The sessions open when the provider said "too many" bound its limit. */
+	if (ev && ev->live >= 0 && (uint32_t)ev->live < to) {
+		to = clamp(g, (uint32_t)ev->live);
+		measured = true;
+	}
 	if (to == c->cap)
 		return false;
 	signal_reason(chg->reason, sizeof(chg->reason), rule, queue_id);
+	if (measured) {
+		size_t n = strlen(chg->reason);
+
+		snprintf(chg->reason + n, sizeof(chg->reason) - n, "; %d live", ev->live);
+	}
 	return change(c, t, to, chg);
 }
 

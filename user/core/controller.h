@@ -5,7 +5,17 @@
  * `replay` over a historical log and the live daemon decide alike.
  *
  *  - decrease (concurrency/rate signal): cap = max(min_cap, cap * decrease),
- *    at most once per cooldown, so one burst of deferrals is one decision;
+ *    on evidence, not on a timer. A signal from a session that began after
+ *    the last decrease proves the cap in force is still too high: it acts at
+ *    once. A signal from a session that began before it is an echo of the
+ *    old cap and is ignored, so one burst of deferrals is one decision.
+ *    When the session's start is not known, a signal within a short echo
+ *    window after the decrease counts as an echo: twice the sessions'
+ *    observed duration, within [1 s, 10 s] (5 s before any is observed),
+ *    never longer than `cooldown`. Where the caller knows how many sessions
+ *    were live when the provider said "too many" (the daemon reads it from
+ *    the kernel), that number is a direct bound on the provider's limit:
+ *    the cap goes no higher than it;
  *  - pause (pause-action signal): cap 0 for `pause` seconds, then resume at
  *    max(min_cap, pre-pause cap * decrease): the pause says the cap in force
  *    was too high, so it comes back one decrease lower, but what was learned
@@ -42,13 +52,27 @@ struct sg_change {
 	char reason[SG_REASON_LEN]; /* "rule gmail-421-4.4.5, queue id ABC123" */
 };
 
+/*
+ * What the caller knows of the session a signal came from. Every field is
+ * optional (0, or -1 for live); the controller is a function of exactly
+ * these inputs, so `replay` (which knows only the log) and the daemon
+ * (which also knows the kernel's counts and the waiting room's admissions)
+ * decide alike on the same inputs.
+ */
+struct sg_evidence {
+	int64_t at_ms;           /* when the provider answered (line time, ms); 0: t */
+	int64_t began_ms;        /* when that session began (ms); 0: not known */
+	int32_t live;            /* the group's sessions live at that moment; -1: not known */
+};
+
 struct sg_ctl {
 	const struct sg_group_conf *conf;
 	uint32_t cap;            /* in force now; 0 while paused */
 	uint32_t resume_cap;     /* cap after the pause */
 	int64_t now;             /* latest time seen (times never go back) */
 	int64_t paused_until;    /* 0: not paused */
-	int64_t last_decrease;   /* INT64_MIN: never */
+	int64_t decreased_ms;    /* time of the last decrease, ms; INT64_MIN: never */
+	uint32_t session_ms;     /* sessions' observed duration (moving average), 0: none */
 	int64_t clean_since;     /* first delivery after the last signal or change */
 	uint32_t clean;          /* clean deliveries since the last signal or change */
 	uint64_t signals;        /* throttle signals seen */
@@ -73,9 +97,18 @@ void sg_ctl_restore_pause(struct sg_ctl *c, int64_t until, uint32_t resume_cap);
  */
 bool sg_ctl_advance(struct sg_ctl *c, int64_t t, struct sg_change *chg);
 
-/* A throttle signal (action decrease or pause). Call sg_ctl_advance(t) first. */
+/*
+ * A throttle signal (action decrease or pause) at t, with what is known of
+ * its session (NULL: nothing). Call sg_ctl_advance(t) first.
+ */
 bool sg_ctl_signal(struct sg_ctl *c, int64_t t, int action, const char *rule,
-		   const char *queue_id, struct sg_change *chg);
+		   const char *queue_id, const struct sg_evidence *ev, struct sg_change *chg);
+
+/* A session of the group took ms (connection setup and transmission). */
+void sg_ctl_session(struct sg_ctl *c, uint32_t ms);
+
+/* How long after a decrease a signal of unknown start counts as an echo, ms. */
+uint32_t sg_ctl_echo_window_ms(const struct sg_ctl *c);
 
 /* A clean delivery (status=sent). Call sg_ctl_advance(t) first. */
 bool sg_ctl_delivered(struct sg_ctl *c, int64_t t, const char *queue_id, struct sg_change *chg);

@@ -94,12 +94,26 @@ static bool seen(struct sg_dedup *d, const struct sg_logev *ev, int64_t t)
 	return same;
 }
 
-void sg_learn_apply(struct sg_learn *l, const struct sg_learn_result *res, int64_t t)
+void sg_learn_evidence(const struct sg_logev *ev, int64_t t, struct sg_evidence *out)
+{
+	out->at_ms = t * 1000 + (ev->time == t ? ev->msec : 0);
+	out->began_ms = ev->time == t && ev->session_ms >= 0 ? out->at_ms - ev->session_ms : 0;
+	out->live = -1;
+}
+
+void sg_learn_apply(struct sg_learn *l, const struct sg_learn_result *res, int64_t t,
+		    const struct sg_evidence *known)
 {
 	const struct sg_logev *ev = &res->ev;
+	struct sg_evidence e;
 	struct sg_change chg;
 	int g = res->group;
 
+	sg_learn_evidence(ev, t, &e);
+	if (known && known->began_ms)
+		e.began_ms = known->began_ms;
+	if (known && known->live >= 0)
+		e.live = known->live;
 	if (!l->started)
 		sg_learn_start(l, t, NULL);
 	sg_learn_advance(l, t);
@@ -109,12 +123,14 @@ void sg_learn_apply(struct sg_learn *l, const struct sg_learn_result *res, int64
 		if (seen(&l->last_sent[g], ev, t))
 			return;
 		l->delivered[g]++;
+		if (ev->session_ms >= 0)
+			sg_ctl_session(&l->ctl[g], (uint32_t)ev->session_ms);
 		if (sg_ctl_delivered(&l->ctl[g], t, ev->queue_id, &chg))
 			emit(l, g, &chg);
 		return;
 	}
 	if (!res->cls.signal || seen(&l->last_signal[g], ev, t))
 		return;
-	if (sg_ctl_signal(&l->ctl[g], t, res->cls.action, res->cls.rule, ev->queue_id, &chg))
+	if (sg_ctl_signal(&l->ctl[g], t, res->cls.action, res->cls.rule, ev->queue_id, &e, &chg))
 		emit(l, g, &chg);
 }

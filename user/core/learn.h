@@ -56,9 +56,17 @@ bool sg_learn_line(struct sg_learn *l, const char *line, size_t len, struct sg_l
 /*
  * Feed an event to its group's controller at time t (changes go to the
  * callback). Several recipients of one message answered by one reply
- * (same queue id, relay and second) count once.
+ * (same queue id, relay and second) count once. The line gives the
+ * answer's time (with its milliseconds) and, with Postfix's delays=, the
+ * session's start; `known` (NULL: nothing) adds what the caller knows
+ * beyond the log: a better start (began_ms, e.g. when the waiting room
+ * connected it upstream) and the live sessions (live >= 0).
  */
-void sg_learn_apply(struct sg_learn *l, const struct sg_learn_result *res, int64_t t);
+void sg_learn_apply(struct sg_learn *l, const struct sg_learn_result *res, int64_t t,
+		    const struct sg_evidence *known);
+
+/* What the line tells of its session: answer time and start, live unknown. */
+void sg_learn_evidence(const struct sg_logev *ev, int64_t t, struct sg_evidence *out);
 
 /* Apply what is due by t (end of pauses, clean intervals). */
 void sg_learn_advance(struct sg_learn *l, int64_t t);

@@ -208,8 +208,24 @@ static bool hms(const char *s, const char *end, int *h, int *mi, int *sec)
 	return *h >= 0 && *h < 24 && *mi >= 0 && *mi < 60 && *sec >= 0 && *sec <= 60;
 }
 
-/* "Mmm dd HH:MM:SS " (RFC 3164, journalctl, maillog_file). */
-static const char *ts_3164(struct sg_parser *p, const char *s, const char *end, int64_t *t)
+/* ".ddd..." at q (or nothing): the milliseconds in *ms; returns after it. */
+static const char *frac_ms(const char *q, const char *end, int *ms)
+{
+	int scale = 100;
+
+	*ms = 0;
+	if (q >= end || (*q != '.' && *q != ','))
+		return q;
+	while (++q < end && isdig(*q)) {
+		*ms += (*q - '0') * scale;
+		scale /= 10;
+	}
+	return q;
+}
+
+/* "Mmm dd HH:MM:SS[.frac] " (RFC 3164, journalctl, maillog_file). */
+static const char *ts_3164(struct sg_parser *p, const char *s, const char *end, int64_t *t,
+			   int *ms)
 {
 	int mon, d, h, mi, sec;
 	const char *q;
@@ -230,10 +246,7 @@ static const char *ts_3164(struct sg_parser *p, const char *s, const char *end, 
 	}
 	if (*q != ' ' || d < 1 || d > 31 || !hms(q + 1, end, &h, &mi, &sec))
 		return NULL;
-	q += 9;
-	if (q < end && *q == '.')            /* high-precision traditional format */
-		while (++q < end && isdig(*q))
-			;
+	q = frac_ms(q + 9, end, ms);      /* high-precision traditional format */
 	if (q >= end || *q != ' ')
 		return NULL;
 	/* No year: the latest one that does not put the line in the future
@@ -249,7 +262,8 @@ static const char *ts_3164(struct sg_parser *p, const char *s, const char *end, 
 
 /* "YYYY-MM-DD" + sep + "HH:MM:SS" [.frac] [zone] + " ". iso: sep 'T' and
  * zone "Z"/"+hh:mm"; else (Exim) sep ' ' and zone " +hhmm". */
-static const char *ts_ymd(struct sg_parser *p, const char *s, const char *end, bool iso, int64_t *t)
+static const char *ts_ymd(struct sg_parser *p, const char *s, const char *end, bool iso, int64_t *t,
+			  int *ms)
 {
 	int y, mon, d, h, mi, sec, off = 0;
 	bool zone = false;
@@ -262,10 +276,7 @@ static const char *ts_ymd(struct sg_parser *p, const char *s, const char *end, b
 	d = num(s + 8, 2);
 	if (y < 1970 || mon < 1 || mon > 12 || !valid_day(y, mon, d) || !hms(s + 11, end, &h, &mi, &sec))
 		return NULL;
-	q = s + 19;
-	if (q < end && (*q == '.' || *q == ','))
-		while (++q < end && isdig(*q))
-			;
+	q = frac_ms(s + 19, end, ms);
 	if (iso && q < end && *q == 'Z') {
 		zone = true;
 		q++;
@@ -573,6 +584,43 @@ static const char *close_paren(const char *open, const char *end)
 	return r ? r : end;
 }
 
+/* Seconds "12", "0.15", "1e-3" ... -> ms; -1 if it is no number. */
+static int32_t seconds_ms(const char *s, const char *end)
+{
+	int64_t ms = 0;
+	int scale = 0;
+
+	if (s >= end || !isdig(*s))
+		return -1;
+	for (; s < end && isdig(*s) && ms < 86400000; s++)
+		ms = ms * 10 + (*s - '0') * 1000;
+	if (s < end && *s == '.')
+		for (scale = 100; ++s < end && isdig(*s); scale /= 10)
+			ms += (*s - '0') * scale;
+	return s == end ? (int32_t)(ms < INT32_MAX ? ms : INT32_MAX) : -1;
+}
+
+/*
+ * Postfix "delays=a/b/c/d": a before the queue manager, b in it, c connection
+ * setup (DNS, connect, greeting, EHLO, TLS), d transmission. The session
+ * took about c + d: it began that long before the line. -1 if malformed.
+ */
+static int32_t delays_session(const char *s, const char *end)
+{
+	const char *part[5];
+	int n = 0;
+
+	part[n++] = s;
+	for (const char *q = s; q < end && n < 5; q++)
+		if (*q == '/')
+			part[n++] = q + 1;
+	if (n != 4)
+		return -1;
+	int32_t c = seconds_ms(part[2], part[3] - 1), d = seconds_ms(part[3], end);
+
+	return c < 0 || d < 0 ? -1 : c + d;
+}
+
 /* "to=<..>, relay=.., ..., dsn=.., status=S (TEXT)" */
 static bool postfix_status(const char *s, const char *end, struct sg_logev *ev)
 {
@@ -618,6 +666,8 @@ static bool postfix_status(const char *s, const char *end, struct sg_logev *ev)
 			}
 		} else if (eq - k == 3 && !memcmp(k, "dsn", 3)) {
 			copy(ev->dsn, sizeof(ev->dsn), v, ve);
+		} else if (eq - k == 6 && !memcmp(k, "delays", 6)) {
+			ev->session_ms = delays_session(v, ve);
 		}
 		q = ve;
 	}
@@ -707,10 +757,10 @@ static bool parse_postfix(struct sg_parser *p, const char *s, const char *end, s
 		    (isdig(bar[2]) || (bar[2] >= 'A' && bar[2] <= 'Z')))
 			s = bar + 2;
 	}
-	if (s < end && (*s >= 'A' && *s <= 'Z') && (q = ts_3164(p, s, end, &t))) {
+	if (s < end && (*s >= 'A' && *s <= 'Z') && (q = ts_3164(p, s, end, &t, &ev->msec))) {
 		ev->time = t;
 		framed = true;
-	} else if (s < end && isdig(*s) && (q = ts_ymd(p, s, end, true, &t))) {
+	} else if (s < end && isdig(*s) && (q = ts_ymd(p, s, end, true, &t, &ev->msec))) {
 		ev->time = t;
 		framed = true;
 	} else {
@@ -821,7 +871,7 @@ static bool parse_exim(struct sg_parser *p, const char *s, const char *end, stru
 	const char *q = s, *err, *after;
 	int64_t t;
 
-	if ((after = ts_ymd(p, s, end, false, &t))) {
+	if ((after = ts_ymd(p, s, end, false, &t, &ev->msec))) {
 		ev->time = t;
 		q = after;
 		framed = true;
@@ -936,6 +986,8 @@ bool sg_parse_line(struct sg_parser *p, const char *line, size_t len, struct sg_
 	while (end > s && (end[-1] == '\n' || end[-1] == '\r'))
 		end--;
 	ev->time = -1;
+	ev->msec = 0;
+	ev->session_ms = -1;
 	ev->status = SG_ST_NONE;
 	ev->flags = 0;
 	ev->code = 0;

@@ -49,6 +49,9 @@ enum sg_logev_flags {
 /* One delivery event. text points into the parsed line. */
 struct sg_logev {
 	int64_t time;           /* unix seconds, -1 if the line has none */
+	int32_t msec;           /* and milliseconds, 0 if the line has none */
+	int32_t session_ms;     /* Postfix delays= c + d: how long the session took
+	                         * (it began that long before the line); -1 if none */
 	int status;             /* enum sg_status */
 	unsigned flags;         /* enum sg_logev_flags */
 	int code;               /* SMTP reply code, 0 if none */

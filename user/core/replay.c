@@ -150,7 +150,7 @@ int sg_replay_run(FILE *in, FILE *out, const struct sg_config *cfg, int format, 
 		} else if (last < 0) {
 			continue;           /* no time yet: nothing to place it at */
 		}
-		sg_learn_apply(l, &res, res.ev.time >= 0 ? res.ev.time : last);
+		sg_learn_apply(l, &res, res.ev.time >= 0 ? res.ev.time : last, NULL);
 	}
 	free(line);
 	if (tl.oom) {

@@ -260,11 +260,36 @@ static void retry(struct sg_fb *fb, int g, const struct sg_learn_result *res)
 	_exit(127);
 }
 
+/*
+ * What the daemon knows of a signal's session beyond the log: the live
+ * sessions of the group now (the line follows the provider's answer by
+ * milliseconds), and, for a session the waiting room held, when the room
+ * connected it upstream (the MTA's delays= count the wait in the room).
+ */
+static void evidence(struct sg_fb *fb, int g, const struct sg_learn_result *res, int64_t t,
+		     struct sg_evidence *known)
+{
+	sg_learn_evidence(&res->ev, t, known);
+	if (!res->cls.signal)
+		return;
+	if (fb->slot[g] >= 0)
+		known->live = (int32_t)__atomic_load_n(&fb->d->k->groups[fb->slot[g]].live,
+						      __ATOMIC_ACQUIRE);
+	if (fb->d->room && known->began_ms && (res->ev.flags & SG_LEV_HAS_IP)) {
+		int64_t up = sg_room_began(fb->d->room, &res->ev.addr, known->began_ms,
+					   known->at_ms);
+
+		if (up)
+			known->began_ms = up;
+	}
+}
+
 static int on_line(void *arg, const char *line, size_t len)
 {
 	struct sg_fb *fb = arg;
 	struct sg_learn_result res;
 	int64_t now = (int64_t)time(NULL), t;
+	struct sg_evidence known;
 	uint64_t signals;
 	int g;
 
@@ -281,7 +306,8 @@ static int on_line(void *arg, const char *line, size_t len)
 	t = res.ev.time < 0 || res.ev.time > now ? now : res.ev.time;
 	follow_kernel(fb, g, now);
 	signals = fb->learn.ctl[g].signals;
-	sg_learn_apply(&fb->learn, &res, t);
+	evidence(fb, g, &res, t, &known);
+	sg_learn_apply(&fb->learn, &res, t, &known);
 	if (fb->learn.ctl[g].signals != signals)
 		publish(fb, g);
 	retry(fb, g, &res);

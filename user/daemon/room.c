@@ -28,6 +28,7 @@
 #define BUF 16384
 #define SAMPLES 256
 #define TICK_MS 100
+#define ADMISSIONS 256
 
 enum state { WAITING, CONNECTING, RELAYING };
 
@@ -57,7 +58,15 @@ struct queue {
 	uint32_t nsamples, next;
 };
 
+/* An upstream connect the room made: where to and when (wall clock). */
+struct admission {
+	struct sg_cidr dst;
+	int64_t at_ms;
+};
+
 struct sg_room {
+	struct admission adm[ADMISSIONS];   /* the latest upstream connects, a ring */
+	unsigned nadm;
 	struct sg_kernel *k;
 	const struct sg_config *cfg;
 	struct sg_loop *loop;
@@ -79,6 +88,48 @@ static uint64_t now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Remember that a session to dst began upstream now. */
+static void admitted(struct sg_room *r, const struct sockaddr_storage *dst)
+{
+	struct admission *a = &r->adm[r->nadm++ % ADMISSIONS];
+
+	memset(&a->dst, 0, sizeof(a->dst));
+	if (dst->ss_family == AF_INET) {
+		a->dst.family = 4;
+		memcpy(a->dst.addr, &((const struct sockaddr_in *)dst)->sin_addr, 4);
+	} else {
+		a->dst.family = 6;
+		memcpy(a->dst.addr, &((const struct sockaddr_in6 *)dst)->sin6_addr, 16);
+		sg_cidr_unmap(&a->dst);
+	}
+	a->at_ms = wall_ms();
+}
+
+int64_t sg_room_began(const struct sg_room *r, const struct sg_cidr *dst, int64_t from_ms,
+		      int64_t to_ms)
+{
+	int64_t best = 0;
+	unsigned n = r->nadm < ADMISSIONS ? r->nadm : ADMISSIONS;
+
+	for (unsigned i = 0; i < n; i++) {
+		const struct admission *a = &r->adm[i];
+
+		if (a->at_ms >= from_ms && a->at_ms <= to_ms && a->at_ms > best &&
+		    a->dst.family == dst->family &&
+		    !memcmp(a->dst.addr, dst->addr, dst->family == 4 ? 4 : 16))
+			best = a->at_ms;
+	}
+	return best;
 }
 
 static void publish(struct sg_room *r, int g)
@@ -319,6 +370,7 @@ static void admit(struct sg_room *r, int g)
 		}
 		unqueue(c);
 		sample(r, g, (uint32_t)(now_ms() - c->since_ms));
+		admitted(r, &c->dst);
 		c->ufd = fd;
 		c->state = CONNECTING;
 		if (sg_loop_add(r->loop, fd, EPOLLOUT, on_upstream, c)) {
