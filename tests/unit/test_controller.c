@@ -346,9 +346,13 @@ static void test_live_bounds_the_cap(void **state)
 	assert_true(sig(&c, t0 + 500, t0 + 200, 12, &chg));
 	assert_int_equal(chg.to, 8);
 	assert_string_equal(chg.reason, "rule r, queue id Q");
-	/* never below min_cap */
+	/* none live: the count does not see the sessions, no bound */
 	assert_true(sig(&c, t0 + 900, t0 + 600, 0, &chg));
-	assert_int_equal(chg.to, 1);
+	assert_int_equal(chg.to, 4);
+	/* never below min_cap */
+	g.min_cap = 3;
+	assert_true(sig(&c, t0 + 1300, t0 + 1000, 1, &chg));
+	assert_int_equal(chg.to, 3);
 	/* an echo is an echo whatever the count */
 	sg_ctl_init(&c, &g, 16, T0);
 	assert_true(sig(&c, t0 + 500, t0 + 200, -1, &chg));

@@ -185,8 +185,9 @@ bool sg_ctl_signal(struct sg_ctl *c, int64_t t, int action, const char *rule,
 	uint32_t to = decreased(g, c->cap);
 	bool measured = false;
 
-	/* The sessions open when the provider said "too many" bound its limit. */
-	if (ev && ev->live >= 0 && (uint32_t)ev->live < to) {
+	/* The sessions open when the provider said "too many" bound its limit
+	 * (none open: the count does not see this MTA's sessions; no bound). */
+	if (ev && ev->live > 0 && (uint32_t)ev->live < to) {
 		to = clamp(g, (uint32_t)ev->live);
 		measured = true;
 	}

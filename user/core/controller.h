@@ -62,7 +62,7 @@ struct sg_change {
 struct sg_evidence {
 	int64_t at_ms;           /* when the provider answered (line time, ms); 0: t */
 	int64_t began_ms;        /* when that session began (ms); 0: not known */
-	int32_t live;            /* the group's sessions live at that moment; -1: not known */
+	int32_t live;            /* the group's sessions live at that moment; <= 0: not known */
 };
 
 struct sg_ctl {
