@@ -257,17 +257,24 @@ static bool sig(struct sg_ctl *c, int64_t at, int64_t began, int live, struct sg
 	return sg_ctl_signal(c, at / 1000, SG_ACTION_DECREASE, "r", "Q", &ev, chg);
 }
 
+/* A controller at cap 16 (max 16) at T0; returns T0 in ms. */
+static int64_t start16(struct sg_group_conf *g, struct sg_ctl *c)
+{
+	*g = conf();
+	g->max_cap = 16;
+	sg_ctl_init(c, g, 16, T0);
+	return (int64_t)T0 * 1000;
+}
+
 /* With delays (the session's start known): echo or new evidence. */
 static void test_echo_or_new_with_start(void **state)
 {
-	struct sg_group_conf g = conf();
+	struct sg_group_conf g;
 	struct sg_change chg;
 	struct sg_ctl c;
-	int64_t t0 = (int64_t)T0 * 1000;
+	int64_t t0 = start16(&g, &c);
 
 	(void)state;
-	g.max_cap = 16;
-	sg_ctl_init(&c, &g, 16, T0);
 	/* a session begun 300 ms before: the first signal halves */
 	assert_true(sig(&c, t0 + 500, t0 + 200, -1, &chg));
 	assert_int_equal(chg.to, 8);
@@ -291,14 +298,12 @@ static void test_echo_or_new_with_start(void **state)
 /* Without delays: a short window derived from observed session times. */
 static void test_echo_window_without_start(void **state)
 {
-	struct sg_group_conf g = conf();
+	struct sg_group_conf g;
 	struct sg_change chg;
 	struct sg_ctl c;
-	int64_t t0 = (int64_t)T0 * 1000;
+	int64_t t0 = start16(&g, &c);
 
 	(void)state;
-	g.max_cap = 16;
-	sg_ctl_init(&c, &g, 16, T0);
 	/* sessions take about 600 ms: the window is twice that */
 	for (int i = 0; i < 50; i++)
 		sg_ctl_session(&c, 600);
@@ -329,14 +334,12 @@ static void test_echo_window_without_start(void **state)
 /* The live sessions at the "too many" bound the provider's limit. */
 static void test_live_bounds_the_cap(void **state)
 {
-	struct sg_group_conf g = conf();
+	struct sg_group_conf g;
 	struct sg_change chg;
 	struct sg_ctl c;
-	int64_t t0 = (int64_t)T0 * 1000;
+	int64_t t0 = start16(&g, &c);
 
 	(void)state;
-	g.max_cap = 16;
-	sg_ctl_init(&c, &g, 16, T0);
 	/* 3 sessions open when the provider said too many: cap 3, not 8 */
 	assert_true(sig(&c, t0 + 500, t0 + 200, 3, &chg));
 	assert_int_equal(chg.to, 3);
