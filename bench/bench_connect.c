@@ -4,7 +4,8 @@
  * trips (SO_LINGER {1,0}, so TIME_WAIT does not hide the cost) from a
  * process in a fresh cgroup, without smtpgov (the baseline of this run),
  * with smtpgov governing the destination, and with smtpgov attached but the
- * destination ungoverned (other port), and, for comparison, nftables
+ * destination ungoverned (other port), governed from a socket bound to a
+ * sending address (counted per source), and, for comparison, nftables
  * capping the same connections with `ct count` (conntrack) when nft is
  * installed. Also the time spent inside each BPF program
  * (kernel.bpf_stats_enabled). Prints ratios against the baseline.
@@ -35,20 +36,28 @@ static double now(void)
 }
 
 static int port;
+static const char *bind_src;    /* bind each socket here first; NULL: unbound */
 
 static int child_cycles(void *arg)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	struct sockaddr_in src = { .sin_family = AF_INET };
 	struct linger lg = { 1, 0 };
+	int one = 1;
 	double t0;
 
 	(void)arg;
 	inet_pton(AF_INET, "127.0.0.2", &a.sin_addr);
+	if (bind_src)
+		inet_pton(AF_INET, bind_src, &src.sin_addr);
 	t0 = now();
 	for (int i = 0; i < CYCLES; i++) {
 		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
 		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		if (bind_src && (setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one)) ||
+				 bind(fd, (struct sockaddr *)&src, sizeof(src))))
+			return 1;
 		if (connect(fd, (struct sockaddr *)&a, sizeof(a)))
 			return 1;
 		close(fd);
@@ -57,9 +66,10 @@ static int child_cycles(void *arg)
 	return 0;
 }
 
-static double run(struct env *e, int p)
+static double run(struct env *e, int p, const char *src)
 {
 	port = p;
+	bind_src = src;
 	if (env_wait(e, env_spawn(e, child_cycles, NULL)))
 		return -1;
 	return *result;
@@ -137,9 +147,9 @@ static int nft(struct env *e, bool on)
 
 int main(void)
 {
-	double base[REPEATS], gov[REPEATS], ungov[REPEATS], nftr[REPEATS];
+	double base[REPEATS], gov[REPEATS], ungov[REPEATS], nftr[REPEATS], bound[REPEATS];
 	bool have_nft = system("command -v nft >/dev/null 2>&1") == 0;
-	uint64_t ns0[4], cnt0[4], ns1[4], cnt1[4];
+	uint64_t ns0[5], cnt0[5], ns1[5], cnt1[5];
 	const char *links[3] = { "link_connect4", "link_release", "link_connect6" };
 	struct listener l1, l2;
 	struct env e;
@@ -151,13 +161,15 @@ int main(void)
 	}
 	result = mmap(NULL, sizeof(double), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (env_setup(&e) || listener_start(&l1, AF_INET, "127.0.0.2", 2525) ||
-	    listener_start(&l2, AF_INET, "127.0.0.2", 2526))
+	    listener_start(&l2, AF_INET, "127.0.0.2", 2526)) {
+		fprintf(stderr, "bench_connect: cannot listen on 127.0.0.2:2525 and :2526 (a test running?)\n");
 		goto out;
+	}
 	env_config(&e, "[global]\nports = 2525\nbuiltin = no\n[group lo]\nranges = 127.0.0.2/32\n"
 		       "cap = 1000\nmax_cap = 1000\n");
-	run(&e, 2525);                                   /* warm up */
+	run(&e, 2525, NULL);                             /* warm up */
 	for (int r = 0; r < REPEATS; r++) {
-		base[r] = run(&e, 2525);
+		base[r] = run(&e, 2525, NULL);
 		if (env_load(&e, NULL))
 			goto out;
 		if (r == 0) {
@@ -165,18 +177,24 @@ int main(void)
 			for (int i = 0; i < 2; i++)
 				prog_stats(&e, links[i], &ns0[i], &cnt0[i]);
 		}
-		gov[r] = run(&e, 2525);
+		gov[r] = run(&e, 2525, NULL);
 		if (r == 0) {
 			for (int i = 0; i < 2; i++)
 				prog_stats(&e, links[i], &ns1[i], &cnt1[i]);
 			prog_stats(&e, links[0], &ns0[2], &cnt0[2]);
 			prog_stats(&e, links[1], &ns0[3], &cnt0[3]);
 		}
-		ungov[r] = run(&e, 2526);
+		ungov[r] = run(&e, 2526, NULL);
 		nftr[r] = 0;
 		if (r == 0) {
 			prog_stats(&e, links[0], &ns1[2], &cnt1[2]);
 			prog_stats(&e, links[1], &ns1[3], &cnt1[3]);
+			prog_stats(&e, links[0], &ns0[4], &cnt0[4]);
+		}
+		/* an MTA's smtp_bind_address: counted under its own source */
+		bound[r] = run(&e, 2525, "127.0.0.77");
+		if (r == 0) {
+			prog_stats(&e, links[0], &ns1[4], &cnt1[4]);
 			sysctl_stats(0);
 		}
 		sg_kernel_close(&e.k);
@@ -184,16 +202,18 @@ int main(void)
 		char err[256];
 		sg_kernel_unload(e.pin_dir, err, sizeof(err));
 		if (have_nft && nft(&e, true) == 0) {
-			nftr[r] = run(&e, 2525);
+			nftr[r] = run(&e, 2525, NULL);
 			nft(&e, false);
 		}
 	}
 	double b = median(base, REPEATS), g = median(gov, REPEATS), u = median(ungov, REPEATS);
+	double gb = median(bound, REPEATS);
 
 	printf("bench_connect: loopback connect+close, SO_LINGER {1,0}, %d cycles x %d runs (median)\n",
 	       CYCLES, REPEATS);
 	printf("  %-44s %9.0f ns  1.000x\n", "no smtpgov (baseline)", b);
 	printf("  %-44s %9.0f ns  %.3fx\n", "smtpgov, governed destination", g, g / b);
+	printf("  %-44s %9.0f ns  %.3fx\n", "smtpgov, governed, bound source (per source)", gb, gb / b);
 	printf("  %-44s %9.0f ns  %.3fx\n", "smtpgov, ungoverned destination (other port)", u, u / b);
 	if (have_nft && median(nftr, REPEATS) > 0)
 		printf("  %-44s %9.0f ns  %.3fx\n", "nftables ct count (conntrack), no smtpgov",
@@ -203,6 +223,8 @@ int main(void)
 	printf("  in-hook time (kernel.bpf_stats_enabled):\n");
 	printf("  %-44s %9.0f ns\n", "cgroup/connect4, governed (admit + tag)",
 	       cnt1[0] > cnt0[0] ? (double)(ns1[0] - ns0[0]) / (double)(cnt1[0] - cnt0[0]) : 0);
+	printf("  %-44s %9.0f ns\n", "cgroup/connect4, governed, bound source",
+	       cnt1[4] > cnt0[4] ? (double)(ns1[4] - ns0[4]) / (double)(cnt1[4] - cnt0[4]) : 0);
 	printf("  %-44s %9.0f ns\n", "cgroup/connect4, ungoverned (port check)",
 	       cnt1[2] > cnt0[2] ? (double)(ns1[2] - ns0[2]) / (double)(cnt1[2] - cnt0[2]) : 0);
 	printf("  %-44s %9.0f ns\n", "cgroup/sock_release, governed socket",

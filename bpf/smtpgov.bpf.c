@@ -92,6 +92,35 @@ struct {
 	__uint(max_entries, SG_WAKEUPS_BYTES);
 } wakeups SEC(".maps");
 
+/* Sending addresses and their counts per group (include/smtpgov.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SG_MAX_SOURCES);
+	__type(key, __u8[16]);
+	__type(value, __u32);
+} sources SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sg_source_alloc);
+} source_alloc SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SG_MAX_GROUPS * SG_MAX_SOURCES);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct sg_srccount);
+} srccounts SEC(".maps");
+
+/* What a connect is counted under: its bound address and that address's slot. */
+struct source {
+	__u32 addr[4];         /* IPv4 mapped; all zero: unbound */
+	__u32 slot;
+};
+
 static __always_inline int port_governed(const struct sg_settings *s, __u16 port)
 {
 #pragma unroll
@@ -103,7 +132,8 @@ static __always_inline int port_governed(const struct sg_settings *s, __u16 port
 
 static __always_inline void emit(struct sg_group *grp, __u32 gid, __u32 kind,
 				 const struct sg_settings *s, __u16 family,
-				 const __u32 addr[4], __u16 port, __s32 live)
+				 const __u32 addr[4], __u16 port, __s32 live,
+				 const struct source *src)
 {
 	__u64 now = bpf_ktime_get_ns();
 	struct sg_event *e;
@@ -123,6 +153,9 @@ static __always_inline void emit(struct sg_group *grp, __u32 gid, __u32 kind,
 	e->port = port;
 	e->family = family;
 	__builtin_memcpy(e->addr, addr, 16);
+	__builtin_memcpy(e->src, src->addr, 16);
+	e->slot = src->slot;
+	e->pad = 0;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	bpf_ringbuf_submit(e, 0);
 	return;
@@ -130,33 +163,53 @@ dropped:
 	__sync_fetch_and_add(&grp->events_dropped, 1);
 }
 
-/* A counted socket is gone: give its slot back. */
-static __always_inline void give_back(__u32 gid)
+static __always_inline struct sg_srccount *source_count(__u32 gid, __u32 slot)
+{
+	__u32 key = gid * SG_MAX_SOURCES + slot;
+
+	return slot < SG_MAX_SOURCES ? bpf_map_lookup_elem(&srccounts, &key) : 0;
+}
+
+/* A counted socket is gone: give its slot back, to its group and source. */
+static __always_inline void give_back(__u32 gid, __u32 slot)
 {
 	struct sg_group *grp = bpf_map_lookup_elem(&groups, &gid);
+	struct sg_srccount *cnt = source_count(gid, slot);
 	struct sg_wakeup *w;
+	__u32 waiting;
 
 	if (!grp)
 		return;
 	__sync_fetch_and_add(&grp->live, -1);
-	/* A slot freed where connections wait: wake the waiting room. */
-	if (grp->verdict == SG_VERDICT_QUEUE && grp->waiting) {
-		w = bpf_ringbuf_reserve(&wakeups, sizeof(*w), 0);
-		if (w) {
-			w->group = gid;
-			w->pad = 0;
-			bpf_ringbuf_submit(w, 0);
-		}
+	if (cnt)
+		__sync_fetch_and_add(&cnt->live, -1);
+	/* A slot freed where connections wait: wake the waiting room, for
+	 * the source's own queue when the cap is per source. */
+	if (grp->verdict != SG_VERDICT_QUEUE)
+		return;
+	if (grp->flags & SG_GROUP_PER_SOURCE) {
+		waiting = cnt ? cnt->waiting : 0;
+	} else {
+		slot = 0;
+		waiting = grp->waiting;
+	}
+	if (!waiting)
+		return;
+	w = bpf_ringbuf_reserve(&wakeups, sizeof(*w), 0);
+	if (w) {
+		w->group = gid;
+		w->slot = slot;
+		bpf_ringbuf_submit(w, 0);
 	}
 }
 
 /* Drop a socket's tag; the slot goes back if we were the one to drop it. */
 static __always_inline void untag(__u64 *cookie, const struct sg_sock *tag)
 {
-	__u32 gid = tag->group, flags = tag->flags;
+	__u32 gid = tag->group, flags = tag->flags, slot = tag->slot;
 
 	if (bpf_map_delete_elem(&socks, cookie) == 0 && (flags & SG_SOCK_COUNTED))
-		give_back(gid);
+		give_back(gid, slot);
 }
 
 /* Is the waiting room listening, with room for one more? */
@@ -197,18 +250,52 @@ static __always_inline void bound_source(struct bpf_sock *sk, __u16 family, __u3
 	src[3] = sk->src_ip6[3];
 }
 
+/*
+ * The source slot of a bound address: the one it was given, or a new one
+ * while fewer than max_sources are given; else the default slot 0.
+ */
+static __always_inline __u32 source_slot(const struct sg_settings *s, const __u32 addr[4])
+{
+	struct sg_source_alloc *a;
+	__u32 zero = 0, *slot, n;
+
+	if (!(addr[0] | addr[1] | addr[2] | addr[3]))
+		return 0;
+	slot = bpf_map_lookup_elem(&sources, addr);
+	if (slot)
+		return *slot;
+	a = bpf_map_lookup_elem(&source_alloc, &zero);
+	if (!a)
+		return 0;
+	if (a->next + 1 >= s->max_sources || a->next + 1 >= SG_MAX_SOURCES)
+		goto full;
+	n = __sync_fetch_and_add(&a->next, 1) + 1;
+	if (n >= s->max_sources || n >= SG_MAX_SOURCES)
+		goto full;
+	if (bpf_map_update_elem(&sources, addr, &n, BPF_NOEXIST)) {
+		/* Another connect from the same address was first (its slot
+		 * wins; ours is lost, which max_sources bounds anyway). */
+		slot = bpf_map_lookup_elem(&sources, addr);
+		return slot ? *slot : 0;
+	}
+	return n;
+full:
+	__sync_fetch_and_add(&a->overflow, 1);
+	return 0;
+}
+
 /* Send the connect to the waiting room: tag it with where it was going and
  * point it at the room's loopback listener, in the socket's own family. */
 static __always_inline int enqueue(struct bpf_sock_addr *ctx, __u64 *cookie,
 				   struct sg_group *grp, __u32 gid,
 				   const struct sg_settings *s, __u16 family,
-				   const __u32 addr[4], __u16 port, const __u32 src[4])
+				   const __u32 addr[4], __u16 port, const struct source *src)
 {
-	struct sg_sock t = { .group = gid, .flags = SG_SOCK_QUEUED,
+	struct sg_sock t = { .group = gid, .flags = SG_SOCK_QUEUED, .slot = src->slot,
 			     .orig_port = port, .orig_family = family };
 
 	__builtin_memcpy(t.orig_addr, addr, 16);
-	__builtin_memcpy(t.src, src, 16);
+	__builtin_memcpy(t.src, src->addr, 16);
 	if (bpf_map_update_elem(&socks, cookie, &t, BPF_ANY))
 		return REFUSE;
 	if (family == AF_INET) {
@@ -226,7 +313,7 @@ static __always_inline int enqueue(struct bpf_sock_addr *ctx, __u64 *cookie,
 	}
 	ctx->user_port = bpf_htons(s->room_port);
 	__sync_fetch_and_add(&grp->queued, 1);
-	emit(grp, gid, SG_EV_QUEUED, s, family, addr, port, grp->live);
+	emit(grp, gid, SG_EV_QUEUED, s, family, addr, port, grp->live, src);
 	return ALLOW;
 }
 
@@ -241,6 +328,9 @@ static __always_inline int govern(struct bpf_sock_addr *ctx, __u32 gid,
 	struct sg_group *grp = bpf_map_lookup_elem(&groups, &gid);
 	struct bpf_sock *sk = ctx->sk;
 	struct sg_sock *tag, t = { .group = gid, .flags = SG_SOCK_COUNTED };
+	struct sg_srccount *cnt;
+	struct source src;
+	__s32 *pool, *total;
 	bool from_room;
 	__u64 cookie;
 	__s32 old;
@@ -257,37 +347,50 @@ static __always_inline int govern(struct bpf_sock_addr *ctx, __u32 gid,
 		untag(&cookie, tag);
 	}
 
+	bound_source(sk, family, src.addr);
+	src.slot = source_slot(s, src.addr);
+	cnt = source_count(gid, src.slot);
+	if (!cnt)
+		return ALLOW;
+	/* Reserve on the pool the cap applies to; the other count follows. */
+	if (grp->flags & SG_GROUP_PER_SOURCE) {
+		pool = &cnt->live;
+		total = &grp->live;
+	} else {
+		pool = &grp->live;
+		total = &cnt->live;
+	}
 	from_room = s->room_mark && sk->mark == s->room_mark;
-	old = __sync_fetch_and_add(&grp->live, 1);
+	old = __sync_fetch_and_add(pool, 1);
 	if (old >= (__s32)grp->cap) {
 		if (s->mode != SG_MODE_DRY_RUN) {
-			__sync_fetch_and_add(&grp->live, -1);
+			__sync_fetch_and_add(pool, -1);
 			/* The waiting room's own upstream: it retries when a slot
 			 * frees; never sent back to the room, not a refusal. */
 			if (from_room)
 				return REFUSE;
-			if (grp->verdict == SG_VERDICT_QUEUE && room_open(s, grp)) {
-				__u32 src[4];
-
-				bound_source(sk, family, src);
-				return enqueue(ctx, &cookie, grp, gid, s, family, addr, port, src);
-			}
+			if (grp->verdict == SG_VERDICT_QUEUE && room_open(s, grp))
+				return enqueue(ctx, &cookie, grp, gid, s, family, addr, port, &src);
 			__sync_fetch_and_add(&grp->refused, 1);
-			emit(grp, gid, SG_EV_REFUSED, s, family, addr, port, old);
+			emit(grp, gid, SG_EV_REFUSED, s, family, addr, port, old, &src);
 			return REFUSE;
 		}
 		__sync_fetch_and_add(&grp->refused, 1);
-		emit(grp, gid, SG_EV_WOULD_REFUSE, s, family, addr, port, old);
+		emit(grp, gid, SG_EV_WOULD_REFUSE, s, family, addr, port, old, &src);
 	}
+	__sync_fetch_and_add(total, 1);
 
+	t.slot = src.slot;
 	if (bpf_map_update_elem(&socks, &cookie, &t, BPF_ANY)) {
 		/* No tag, no release later: do not count what we cannot give back. */
-		__sync_fetch_and_add(&grp->live, -1);
+		__sync_fetch_and_add(pool, -1);
+		__sync_fetch_and_add(total, -1);
 		return ALLOW;
 	}
 	__sync_fetch_and_add(&grp->admitted, 1);
+	__sync_fetch_and_add(&cnt->admitted, 1);
 	if (from_room)
-		emit(grp, gid, SG_EV_DEQUEUED, s, family, addr, port, old + 1);
+		emit(grp, gid, SG_EV_DEQUEUED, s, family, addr, port, old + 1, &src);
 	return ALLOW;
 }
 
@@ -410,6 +513,7 @@ int sg_sockops(struct bpf_sock_ops *skops)
 	val.family = tag->orig_family;
 	val.group = tag->group;
 	__builtin_memcpy(val.src, tag->src, 16);
+	val.slot = tag->slot;
 	val.ts_ns = bpf_ktime_get_ns();
 	bpf_map_update_elem(&pending, &key, &val, BPF_ANY);
 	/* Filed: the tag has done its work (a queued socket holds no slot). */

@@ -18,6 +18,10 @@
  *     old = fetch_add(&group.live, 1);
  *     if (old >= group.cap) { fetch_add(&group.live, -1); over cap }
  *
+ * where, in a group with SG_GROUP_PER_SOURCE (the default), the counter is
+ * the one of the socket's sending address instead (`srccounts`, below): the
+ * cap applies to each bound source address separately.
+ *
  * and tags the socket (`socks`: group + SG_SOCK_COUNTED). The tag makes a
  * second connect() on the same socket (after ECONNREFUSED, say) free; when
  * the socket goes away (close, exit, SIGKILL) cgroup/sock_release gives the
@@ -64,6 +68,9 @@
 #define SG_WAKEUPS_BYTES  (64 * 1024)
 #define SG_MAX_PENDING    65536   /* entries of `pending` */
 #define SG_MAX_SOCKS      65536   /* entries of `socks`: tagged sockets at once */
+#define SG_MAX_SOURCES    1024    /* sending-address slots per group (`sources`,
+                                   * `srccounts`); slot 0 is the default source */
+#define SG_DEFAULT_SOURCES 256    /* settings.max_sources unless configured */
 
 /* SO_MARK of the waiting room's upstream sockets ("smtp"). */
 #define SG_ROOM_MARK      0x736d7470
@@ -83,6 +90,7 @@ enum sg_verdict {
 
 enum sg_group_flags {
 	SG_GROUP_ACTIVE = 1,   /* slot in use by a configured group */
+	SG_GROUP_PER_SOURCE = 2, /* the cap applies to each sending address */
 };
 
 /* `groups`: BPF_MAP_TYPE_ARRAY, BPF_F_MMAPABLE, key = group index. */
@@ -119,6 +127,39 @@ struct sg_settings {
 	__u16 room_port;           /* waiting room port on 127.0.0.1 and ::1 (0: none) */
 	__u16 pad;
 	__u32 room_mark;           /* SO_MARK of the waiting room's upstreams */
+	__u32 max_sources;         /* sending-address slots in use at most, slot 0
+	                            * included (<= SG_MAX_SOURCES) */
+	__u32 pad2;
+};
+
+/*
+ * Sending addresses. A socket bound to an address before connect() (an
+ * MTA's smtp_bind_address) counts under that address's *source slot*; an
+ * unbound one under slot 0, the default source. `sources` (BPF_MAP_TYPE_HASH,
+ * key = the address as 16 bytes, IPv4 mapped; value = __u32 slot) gives
+ * slots out the first time an address connects, from `source_alloc`, and
+ * never takes them back while loaded. Once settings.max_sources slots are
+ * given, a new address counts under slot 0 (and `source_alloc.overflow`
+ * counts those connects): it shares the default source's cap, never gets
+ * more than its own.
+ *
+ * `srccounts` (BPF_MAP_TYPE_ARRAY, BPF_F_MMAPABLE) holds the counts of each
+ * (group, source): key = group * SG_MAX_SOURCES + slot. In a group with
+ * SG_GROUP_PER_SOURCE the reservation is made on the source's `live`
+ * (fetch_add, roll back over cap) and groups[].live follows as the total;
+ * without it the group's `live` is the one pool and the source's follows.
+ * Either way both are kept, and release gives both back.
+ */
+struct sg_srccount {
+	__s32 live;            /* sockets of the group from this source (atomic) */
+	__u32 waiting;         /* held in the waiting room (daemon writes) */
+	__u64 admitted;        /* connects that reserved a slot (atomic) */
+};
+
+struct sg_source_alloc {
+	__u32 next;            /* slots given so far, slot 0 excluded (atomic) */
+	__u32 pad;
+	__u64 overflow;        /* connects from an address beyond max_sources */
 };
 
 /* `ranges4` / `ranges6`: BPF_MAP_TYPE_LPM_TRIE, value = __u32 group index. */
@@ -142,6 +183,8 @@ enum sg_sock_flags {
 struct sg_sock {
 	__u32 group;
 	__u32 flags;           /* enum sg_sock_flags */
+	__u32 slot;            /* source slot whose count it holds */
+	__u32 pad;
 	__u8  orig_addr[16];   /* queued: original destination (IPv4 mapped) */
 	__u16 orig_port;       /* host byte order */
 	__u16 orig_family;     /* AF_INET or AF_INET6 of the client socket */
@@ -166,12 +209,15 @@ struct sg_pending {
 	__u8  src[16];         /* bound source address (IPv4 mapped), all zero
 	                        * if the client left the choice to the kernel:
 	                        * the waiting room binds its upstream to it */
+	__u32 slot;            /* its source slot */
+	__u32 pad;
 };
 
 /* `wakeups`: BPF_MAP_TYPE_RINGBUF records, a slot of a queue group freed. */
 struct sg_wakeup {
 	__u32 group;
-	__u32 pad;
+	__u32 slot;            /* the source slot that freed (0 in a group
+	                        * without per_source: one queue) */
 };
 
 enum sg_event_kind {
@@ -193,6 +239,9 @@ struct sg_event {
 	__u16 family;          /* AF_INET or AF_INET6 (as the socket saw it) */
 	__u8  addr[16];        /* IPv4 as ::ffff:a.b.c.d */
 	char  comm[16];
+	__u8  src[16];         /* bound source address, all zero if unbound */
+	__u32 slot;            /* its source slot */
+	__u32 pad;
 };
 
 /* Pure helper shared by both sides (and unit-tested natively):

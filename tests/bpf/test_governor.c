@@ -132,11 +132,13 @@ static void test_cap_admits_exactly_n(void **state)
 #define RACE_THREADS 64
 #define RACE_ROUNDS 40
 
+/* arg: the address to bind to first, NULL for unbound sockets */
 static void *race_thread(void *arg)
 {
-	(void)arg;
+	const char *src = arg;
+
 	for (int i = 0; i < RACE_ROUNDS; i++) {
-		int fd = tcp_connect(AF_INET, "127.0.0.2", TEST_PORT);
+		int fd = tcp_connect_from(AF_INET, src, "127.0.0.2", TEST_PORT);
 
 		if (fd >= 0) {
 			int cur = __atomic_add_fetch(&sh->cur, 1, __ATOMIC_SEQ_CST);
@@ -190,6 +192,133 @@ static void test_race_never_exceeds_cap(void **state)
 	assert_int_equal(g->admitted, (uint64_t)l.accepted);
 	assert_int_equal(g->admitted + g->refused, RACE_THREADS * RACE_ROUNDS);
 	assert_int_equal(g->live, 0);
+}
+
+/* --- per sending address: 64 threads from 4 bound addresses, cap 2 each --- */
+
+#define SRC_CONF(per_source) \
+	"[global]\nports = 2525\nbuiltin = no\n" \
+	"[group lo]\nranges = 127.0.0.2/32\ncap = 2\nmax_cap = 100\nper_source = " per_source "\n"
+
+static const char *const srcs[4] = { "127.0.0.71", "127.0.0.72", "127.0.0.73", "127.0.0.74" };
+
+static int child_race_src(void *arg)
+{
+	pthread_t t[RACE_THREADS];
+
+	(void)arg;
+	for (int i = 0; i < RACE_THREADS; i++)
+		if (pthread_create(&t[i], NULL, race_thread, (void *)srcs[i % 4]))
+			return 1;
+	for (int i = 0; i < RACE_THREADS; i++)
+		pthread_join(t[i], NULL);
+	return 0;
+}
+
+/* The kernel's slot for a sending address, by its `sources` map. */
+static int source_slot(const char *addr)
+{
+	static struct sg_source v[SG_MAX_SOURCES];
+	struct in_addr a;
+	int n = sg_kernel_sources(&E.k, v, SG_MAX_SOURCES);
+
+	inet_pton(AF_INET, addr, &a);
+	for (int i = 0; i < n; i++)
+		if (!memcmp(v[i].addr + 12, &a, 4) && v[i].addr[10] == 0xff)
+			return (int)v[i].slot;
+	return -1;
+}
+
+static void test_race_per_source(void **state)
+{
+	struct listener l;
+	struct sg_group *g;
+	int slot;
+
+	(void)state;
+	load_and_run(SRC_CONF("yes"), NULL, child_race_src, &l);
+	g = env_group(&E, "lo");
+	slot = sg_kernel_group(&E.k, "lo");
+	print_message("race per source: listener peak %d in all; admitted %llu, refused %llu\n",
+		      l.peak, (unsigned long long)g->admitted, (unsigned long long)g->refused);
+	assert_int_equal(sh->other_errors, 0);
+	assert_int_equal(l.nsrc, 4);
+	for (int i = 0; i < 4; i++) {
+		int li = listener_source(&l, srcs[i]), ks = source_slot(srcs[i]);
+		struct sg_srccount *c;
+
+		assert_true(li >= 0);
+		assert_true(ks > 0);
+		c = sg_kernel_srccount(&E.k, slot, (uint32_t)ks);
+		print_message("  %s: listener peak %d, accepted %d; kernel admitted %llu\n", srcs[i],
+			      l.src_peak[li], l.src_accepted[li], (unsigned long long)c->admitted);
+		assert_true(l.src_peak[li] <= 2);       /* never more than the cap per source */
+		assert_int_equal(c->admitted, (uint64_t)l.src_accepted[li]);
+		assert_int_equal(c->live, 0);
+	}
+	assert_true(l.peak > 2);                      /* the sources did not share one cap */
+	assert_true(l.peak <= 8);
+	assert_true(g->refused > 0);
+	assert_int_equal(g->admitted + g->refused, RACE_THREADS * RACE_ROUNDS);
+	assert_int_equal(g->live, 0);
+}
+
+static void test_race_one_pool(void **state)
+{
+	struct listener l;
+	struct sg_group *g;
+
+	(void)state;
+	load_and_run(SRC_CONF("no"), NULL, child_race_src, &l);
+	g = env_group(&E, "lo");
+	print_message("race, per_source = no: listener peak %d in all, from %d addresses\n", l.peak,
+		      l.nsrc);
+	assert_int_equal(sh->other_errors, 0);
+	assert_true(l.nsrc >= 2);   /* one pool: a source may lose every race, not all but one */
+	assert_true(l.peak <= 2);                     /* one pool for every source */
+	assert_int_equal(g->admitted, (uint64_t)l.accepted);
+	assert_int_equal(g->live, 0);
+}
+
+static int child_hold_src(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < 8; i++)
+		record(tcp_connect_from(AF_INET, srcs[i % 4], "127.0.0.2", TEST_PORT));
+	record(tcp_connect_from(AF_INET, srcs[0], "127.0.0.2", TEST_PORT));   /* a third: over */
+	__atomic_store_n(&sh->ready, 1, __ATOMIC_SEQ_CST);
+	for (;;)
+		pause();
+	return 0;
+}
+
+static void wait_ready(void);
+
+static void test_sigkill_per_source(void **state)
+{
+	struct listener l;
+	int slot;
+	pid_t pid;
+
+	(void)state;
+	env_config(&E, SRC_CONF("yes"));
+	assert_int_equal(env_load(&E, NULL), 0);
+	assert_int_equal(listener_start(&l, AF_INET, "127.0.0.2", TEST_PORT), 0);
+	pid = env_spawn(&E, child_hold_src, NULL);
+	wait_ready();
+	slot = sg_kernel_group(&E.k, "lo");
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(sh->err[i], 0);
+	assert_int_equal(sh->err[8], EPERM);
+	assert_int_equal(lo_live(), 8);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(sg_kernel_srccount(&E.k, slot, (uint32_t)source_slot(srcs[i]))->live, 2);
+	kill(pid, SIGKILL);
+	assert_int_equal(env_wait(&E, pid), -1);
+	listener_stop(&l);
+	assert_int_equal(lo_live(), 0);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(sg_kernel_srccount(&E.k, slot, (uint32_t)source_slot(srcs[i]))->live, 0);
 }
 
 /* --- SIGKILL of a process holding connections returns live to 0 --- */
@@ -534,15 +663,25 @@ static void test_drift_repair(void **state)
 	assert_int_equal(sg_kernel_recount(&E.k), 1);
 	assert_int_equal(g->live, 2);
 	assert_int_equal(sg_kernel_recount(&E.k), 0);        /* nothing to repair */
+	/* the unbound sockets' source count drifts on its own: repaired too */
+	struct sg_srccount *dflt = sg_kernel_srccount(&E.k, sg_kernel_group(&E.k, "lo"), 0);
 
-	/* a tag whose socket is gone without a release: its slot comes back */
+	assert_int_equal(dflt->live, 2);
+	__atomic_fetch_add(&dflt->live, 3, __ATOMIC_SEQ_CST);
+	assert_int_equal(sg_kernel_recount(&E.k), 1);
+	assert_int_equal(dflt->live, 2);
+
+	/* a tag whose socket is gone without a release: its slot comes back,
+	 * to the group and to its source */
 	struct sg_sock stale = { .group = (__u32)sg_kernel_group(&E.k, "lo"), .flags = SG_SOCK_COUNTED };
 	__u64 cookie = 0x5eed000000000001ULL;
 
 	assert_int_equal(bpf_map_update_elem(E.k.socks_fd, &cookie, &stale, BPF_NOEXIST), 0);
 	__atomic_fetch_add(&g->live, 1, __ATOMIC_SEQ_CST);
+	__atomic_fetch_add(&dflt->live, 1, __ATOMIC_SEQ_CST);
 	assert_int_equal(sg_kernel_recount(&E.k), 1);
 	assert_int_equal(g->live, 2);
+	assert_int_equal(dflt->live, 2);
 	assert_int_not_equal(bpf_map_lookup_elem(E.k.socks_fd, &cookie, &stale), 0);
 	kill(pid, SIGKILL);
 	env_wait(&E, pid);
@@ -593,6 +732,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reconnect_counts_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_untouched, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ipv6_netns, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_race_per_source, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_race_one_pool, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sigkill_per_source, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_v4_mapped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_load_twice_adopts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unload, setup, teardown),

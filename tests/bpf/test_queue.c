@@ -28,6 +28,9 @@
 	"[global]\nports = 2525\nbuiltin = no\nverdict = queue\n" \
 	"[group lo]\nranges = " ranges "\ncap = " #cap "\nmax_cap = 100\nqueue_wait = " wait "\n"
 
+/* The same, one cap for all sending addresses (per_source = no). */
+#define QCONF_POOL(cap, wait, ranges) QCONF(cap, wait, ranges) "per_source = no\n"
+
 #define CLIENTS 10
 
 struct shared {
@@ -36,7 +39,12 @@ struct shared {
 	char reply[64][128];
 	int order[64], norder;   /* server: HELO ids in session order */
 	char from[64][64];       /* server: the client address of each HELO id */
-	int cur, peak;           /* server-side concurrency */
+	double connected[64];    /* client i's connect() returned (joined the room) */
+	int accepted[64];        /* server: the accept order of client i's session */
+	int naccepted;
+	/* server-side concurrency: [0] in all, [1] from `bound`, [2] from elsewhere */
+	int cur[3], peak[3];
+	char bound[64];          /* the clients' bound address, as the server sees it */
 };
 
 static struct shared *sh;
@@ -60,24 +68,33 @@ static double mono(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+static void count_session(int k, int delta)
+{
+	int cur = __atomic_add_fetch(&sh->cur[k], delta, __ATOMIC_SEQ_CST);
+	int peak = __atomic_load_n(&sh->peak[k], __ATOMIC_SEQ_CST);
+
+	while (cur > peak && !__atomic_compare_exchange_n(&sh->peak[k], &peak, cur, false,
+							  __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+		;
+}
+
 static void *session(void *arg)
 {
-	int fd = (int)(long)arg;
+	int fd = (int)((long)arg & 0xffffffff), seq = (int)((long)arg >> 32);
 	char buf[65536], peer[64] = "";
 	struct sockaddr_storage ss;
 	socklen_t sslen = sizeof(ss);
 	bool quit = false;
 	ssize_t n;
-	int cur = __atomic_add_fetch(&sh->cur, 1, __ATOMIC_SEQ_CST);
-	int peak = __atomic_load_n(&sh->peak, __ATOMIC_SEQ_CST);
+	int k;
 
-	while (cur > peak && !__atomic_compare_exchange_n(&sh->peak, &peak, cur, false,
-				__ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
-		;
 	if (!getpeername(fd, (struct sockaddr *)&ss, &sslen))
 		inet_ntop(ss.ss_family, ss.ss_family == AF_INET ?
 			  (void *)&((struct sockaddr_in *)&ss)->sin_addr :
 			  (void *)&((struct sockaddr_in6 *)&ss)->sin6_addr, peer, sizeof(peer));
+	k = strcmp(peer, sh->bound) ? 2 : 1;
+	count_session(0, 1);
+	count_session(k, 1);
 	if (write(fd, "220 sim ready\r\n", 15) != 15)
 		goto out;
 	while ((n = read(fd, buf, sizeof(buf) - 1)) > 0) {
@@ -86,14 +103,17 @@ static void *session(void *arg)
 			int slot = __atomic_fetch_add(&sh->norder, 1, __ATOMIC_SEQ_CST);
 
 			sh->order[slot] = atoi(buf + 5);
-			if (sh->order[slot] >= 0 && sh->order[slot] < 64)
+			if (sh->order[slot] >= 0 && sh->order[slot] < 64) {
 				snprintf(sh->from[sh->order[slot]], sizeof(sh->from[0]), "%s", peer);
+				sh->accepted[sh->order[slot]] = seq;
+			}
 			if (write(fd, "250 hi\r\n", 8) != 8)
 				break;
 		} else if (!strncmp(buf, "QUIT", 4)) {
 			/* The session is over for the provider before the client
 			 * hears 221, so before its close can free a slot. */
-			__atomic_sub_fetch(&sh->cur, 1, __ATOMIC_SEQ_CST);
+			count_session(0, -1);
+			count_session(k, -1);
 			quit = true;
 			if (write(fd, "221 bye\r\n", 9) != 9)
 				break;
@@ -103,8 +123,10 @@ static void *session(void *arg)
 	}
 out:
 	/* EOF from the relay: the session is over for the provider. */
-	if (!quit)
-		__atomic_sub_fetch(&sh->cur, 1, __ATOMIC_SEQ_CST);
+	if (!quit) {
+		count_session(0, -1);
+		count_session(k, -1);
+	}
 	close(fd);
 	return NULL;
 }
@@ -117,7 +139,10 @@ static void *server_main(void *arg)
 	while ((fd = accept(s->fd, NULL, NULL)) >= 0) {
 		pthread_t t;
 
-		if (pthread_create(&t, NULL, session, (void *)(long)fd) == 0)
+		/* the accept order rides in the upper bits of the argument */
+		long arg = fd | (long)__atomic_fetch_add(&sh->naccepted, 1, __ATOMIC_SEQ_CST) << 32;
+
+		if (pthread_create(&t, NULL, session, (void *)arg) == 0)
 			pthread_detach(t);
 	}
 	return NULL;
@@ -186,6 +211,7 @@ static void *client_main(void *arg)
 		sh->err[c->id] = -fd;
 		return NULL;
 	}
+	sh->connected[c->id] = mono();
 	if (read_line(fd, line, sizeof(line), 10000) < 0) {
 		sh->err[c->id] = ETIMEDOUT;
 		close(fd);
@@ -302,10 +328,11 @@ static int start_server_here(void *arg)
  * CLIENTS connect through a cap; those over it wait in the room. With src,
  * the even ones bind to it first: the server must see each session from
  * the address its client chose, and the unbound ones from the kernel's
- * choice, as without smtpgov.
+ * choice, as without smtpgov. pools: 2 where the bound and the unbound
+ * clients each have their own cap (per_source), else 1.
  */
 static void crowd_test_from(int family, const char *client_addr, const char *server_addr,
-			    const char *conf, int cap, const char *src)
+			    const char *conf, int cap, const char *src, int pools)
 {
 	struct crowd cr = { CLIENTS, family, 60, client_addr, src };
 	struct server srv = { 0 };
@@ -314,6 +341,8 @@ static void crowd_test_from(int family, const char *client_addr, const char *ser
 	struct server_args sa = { &srv, sfamily, server_addr, choice };
 	struct sg_group *g;
 
+	snprintf(sh->bound, sizeof(sh->bound), "%s",
+		 !src ? "" : sfamily == AF_INET && !strncmp(src, "::ffff:", 7) ? src + 7 : src);
 	env_config(&E, conf);
 	assert_int_equal(env_daemon(&E, "--log /dev/null", true), 0);
 	assert_int_equal(in_env_netns(start_server_here, &sa), 0);
@@ -327,11 +356,15 @@ static void crowd_test_from(int family, const char *client_addr, const char *ser
 		if (!sh->ok[i])
 			fail_msg("client %d: errno %d, reply '%s'", i, sh->err[i], sh->reply[i]);
 	}
-	print_message("queue: server peak %d of cap %d; %llu queued, p50 %u ms, p99 %u ms\n",
-		      sh->peak, cap, (unsigned long long)g->queued, g->wait_p50_ms, g->wait_p99_ms);
-	assert_true(sh->peak <= cap);
-	assert_int_equal(sh->peak, cap);               /* the slots were used */
-	assert_true(g->queued >= (uint64_t)(CLIENTS - cap));
+	print_message("queue: server peak %d (%d from %s, %d from elsewhere) of cap %d x %d; "
+		      "%llu queued, p50 %u ms, p99 %u ms\n", sh->peak[0], sh->peak[1],
+		      src ? sh->bound : "-", sh->peak[2], cap, pools, (unsigned long long)g->queued,
+		      g->wait_p50_ms, g->wait_p99_ms);
+	assert_true(sh->peak[0] <= cap * pools);
+	assert_int_equal(sh->peak[0], cap * pools);    /* the slots were used */
+	assert_true(sh->peak[1] <= cap);               /* per sending address */
+	assert_true(sh->peak[2] <= cap);
+	assert_true(g->queued >= (uint64_t)(CLIENTS - cap * pools));
 	assert_int_equal(g->refused, 0);
 	assert_int_equal(g->live, 0);
 	assert_int_equal(g->waiting, 0);
@@ -349,11 +382,29 @@ static void crowd_test_from(int family, const char *client_addr, const char *ser
 	pclose(p);
 	assert_non_null(strstr(ev, "\"event\":\"queued\""));
 	assert_non_null(strstr(ev, "\"event\":\"dequeued\""));
-	/* first come, first served (in the room: the first `cap` clients go
-	 * straight through and may say HELO in either order) */
+	if (src) {
+		char want[96];
+
+		snprintf(want, sizeof(want), "\"source\":\"%s\"", sh->bound);
+		assert_non_null(strstr(ev, want));
+	}
+	/* first come, first served, per queue: the server accepted the
+	 * sessions in the order their clients' connects completed (the first
+	 * `cap` clients of a queue go straight through, in either order) */
 	assert_int_equal(sh->norder, CLIENTS);
-	for (int i = cap; i < CLIENTS; i++)
-		assert_int_equal(sh->order[i], i);
+	for (int q = 0; q < pools; q++) {
+		int ids[CLIENTS], n = 0;
+
+		for (int seq = 0; seq < sh->naccepted; seq++)
+			for (int id = 0; id < CLIENTS; id++)
+				if (sh->accepted[id] == seq && (pools == 1 || id % 2 == q))
+					ids[n++] = id;
+		for (int i = cap + 1; i < n; i++)
+			if (sh->connected[ids[i]] < sh->connected[ids[i - 1]])
+				fail_msg("client %d was connected upstream before client %d, which had "
+					 "joined the room %.1f ms earlier", ids[i - 1], ids[i],
+					 (sh->connected[ids[i - 1]] - sh->connected[ids[i]]) * 1000);
+	}
 	/* each session left from the address its client chose, or not */
 	for (int i = 0; i < CLIENTS; i++) {
 		const char *want = src && i % 2 == 0 ? src : choice;
@@ -370,7 +421,7 @@ static void crowd_test_from(int family, const char *client_addr, const char *ser
 static void crowd_test(int family, const char *client_addr, const char *server_addr,
 		       const char *conf, int cap)
 {
-	crowd_test_from(family, client_addr, server_addr, conf, cap, NULL);
+	crowd_test_from(family, client_addr, server_addr, conf, cap, NULL, 1);
 }
 
 static void test_queue_v4(void **state)
@@ -396,15 +447,22 @@ static void test_queue_v6(void **state)
 static void test_source_v4(void **state)
 {
 	(void)state;
-	crowd_test_from(AF_INET, "127.0.0.2", "127.0.0.2", QCONF(1, "30s", "127.0.0.2/32"), 1,
-			"127.0.0.77");
+	crowd_test_from(AF_INET, "127.0.9.2", "127.0.9.2", QCONF(1, "30s", "127.0.9.2/32"), 1,
+			"127.0.0.77", 2);
+}
+
+static void test_source_v4_one_pool(void **state)
+{
+	(void)state;
+	crowd_test_from(AF_INET, "127.0.9.2", "127.0.9.2", QCONF_POOL(1, "30s", "127.0.9.2/32"), 1,
+			"127.0.0.77", 1);
 }
 
 static void test_source_v4_mapped(void **state)
 {
 	(void)state;
-	crowd_test_from(AF_INET6, "::ffff:127.0.0.2", "127.0.0.2", QCONF(1, "30s", "127.0.0.2/32"), 1,
-			"::ffff:127.0.0.77");
+	crowd_test_from(AF_INET6, "::ffff:127.0.9.2", "127.0.9.2", QCONF(1, "30s", "127.0.9.2/32"), 1,
+			"::ffff:127.0.0.77", 2);
 }
 
 static void test_source_v6(void **state)
@@ -416,7 +474,7 @@ static void test_source_v6(void **state)
 	snprintf(cmd, sizeof(cmd), "ip -n %s addr add 2001:db8::77/128 dev lo nodad", E.netns);
 	assert_int_equal(system(cmd), 0);
 	crowd_test_from(AF_INET6, "2001:db8::25", "2001:db8::25", QCONF(1, "30s", "2001:db8::25/128"), 1,
-			"2001:db8::77");
+			"2001:db8::77", 2);
 }
 
 /* --- held past queue_wait: smtpgov's own 421 --- */
@@ -571,6 +629,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_queue_v4_mapped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_queue_v6, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_source_v4, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_source_v4_one_pool, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_source_v4_mapped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_source_v6, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wait_expiry, setup, teardown),

@@ -36,6 +36,11 @@ SG_TARGET=()      # how sg_start names the MTA's cgroup (default: --cgroup "$SG_
 SG_CONF=          # its config file
 SG_DLOG=          # its stdout/stderr
 SG_STATE=         # its state file
+MX_NETNS=         # when set, mx_start runs mxsim in this network namespace
+PF_NETNS=         # when set, pf_start starts Postfix in this network namespace
+SG_NETNS=         # when set, sg_start runs the daemon in this network namespace
+E2E_NETNS=()      # network namespaces made by ns_add (deleted by e2e_cleanup)
+E2E_PIDS=()       # other processes a test started (ended by e2e_cleanup)
 
 # note MSG...: progress line on stderr, with the seconds since e2e_init.
 note() {
@@ -83,11 +88,19 @@ e2e_init() {
 # and removes E2E_DIR. Set E2E_KEEP=1 to keep the directory for debugging.
 # Safe to call twice; it is the EXIT trap.
 e2e_cleanup() {
-	local rc=$?
+	local rc=$? pid ns
 
 	sg_stop
 	pf_stop
 	mx_stop
+	for pid in "${E2E_PIDS[@]}"; do
+		stop_pid "$pid"
+	done
+	E2E_PIDS=()
+	for ns in "${E2E_NETNS[@]}"; do
+		ip netns del "$ns" 2>/dev/null
+	done
+	E2E_NETNS=()
 	sg_cleanup
 	if [ -n "$E2E_DIR" ] && [ -d "$E2E_DIR" ]; then
 		if [ "${E2E_KEEP:-0}" = 1 ]; then
@@ -103,14 +116,15 @@ e2e_cleanup() {
 # ---------------------------------------------------------------- mxsim
 
 # mx_start ARGS...: starts mxsim with ARGS (--persona ...) plus its control
-# socket, --stats and --log in E2E_DIR; waits until it is listening (the
+# socket, --stats and --log in E2E_DIR (in network namespace MX_NETNS when set); waits until it is listening (the
 # control socket appears after every listener is bound). Sets MX_PID.
 mx_start() {
 	local i
 
 	MX_CTL=$E2E_DIR/mxsim.ctl MX_STATS=$E2E_DIR/mxsim-stats.json MX_LOG=$E2E_DIR/mxsim-events.log
 	rm -f "$MX_CTL"
-	"$MXSIM" --control "$MX_CTL" --stats "$MX_STATS" --log "$MX_LOG" "$@" \
+	${MX_NETNS:+nsenter --net=/var/run/netns/$MX_NETNS} \
+		"$MXSIM" --control "$MX_CTL" --stats "$MX_STATS" --log "$MX_LOG" "$@" \
 		2>>"$E2E_DIR/mxsim.stderr" &
 	MX_PID=$!
 	for i in $(seq 100); do
@@ -314,13 +328,15 @@ pf_route_range() {
 
 # pf_start [CGROUP]: starts the instance; with CGROUP (a cgroup v2
 # directory) the starting shell joins it first, so master and every child
-# it forks live in CGROUP. Waits until master.pid exists.
+# it forks live in CGROUP (and in network namespace PF_NETNS when set).
+# Waits until master.pid exists.
 pf_start() {
 	local cg=${1:-} i
 
 	if [ -n "$cg" ]; then
 		[ -w "$cg/cgroup.procs" ] || fail "pf_start: $cg is not a cgroup v2 directory"
-		(echo "$BASHPID" >"$cg/cgroup.procs" && exec postfix -c "$PF_CONF" start) \
+		(echo "$BASHPID" >"$cg/cgroup.procs" &&
+			exec ${PF_NETNS:+nsenter --net=/var/run/netns/$PF_NETNS} postfix -c "$PF_CONF" start) \
 			>>"$PF_DIR/start.log" 2>&1 || { cat "$PF_DIR/start.log" >&2; fail "postfix start in $cg"; }
 	else
 		postfix -c "$PF_CONF" start >>"$PF_DIR/start.log" 2>&1 ||
@@ -449,8 +465,8 @@ sg_init() {
 }
 
 # sg_start [OPTIONS...]: runs `smtpgov load --cgroup SG_CG --config SG_CONF
-# --log PF_LOG` (SG_TARGET, when set, replaces `--cgroup SG_CG`) in SG_DCG (output appended to SG_DLOG); waits until it says
-# it follows the log. Sets SG_PID.
+# --log PF_LOG` (SG_TARGET, when set, replaces `--cgroup SG_CG`) in SG_DCG (output appended to SG_DLOG),
+# in network namespace SG_NETNS when set; waits until it says it follows the log. Sets SG_PID.
 sg_start() {
 	local i target=(--cgroup "$SG_CG")
 
@@ -458,7 +474,8 @@ sg_start() {
 	[ -f "$PF_LOG" ] || : >"$PF_LOG"
 	echo "--- start $(date +%T)" >>"$SG_DLOG"
 	(echo "$BASHPID" >"$SG_DCG/cgroup.procs" &&
-		exec "$SMTPGOV" --pin-dir "$SG_PIN" load "${target[@]}" --config "$SG_CONF" \
+		exec ${SG_NETNS:+nsenter --net=/var/run/netns/$SG_NETNS} \
+			"$SMTPGOV" --pin-dir "$SG_PIN" load "${target[@]}" --config "$SG_CONF" \
 			--log "$PF_LOG" "$@") >>"$SG_DLOG" 2>&1 &
 	SG_PID=$!
 	for i in $(seq 200); do
@@ -629,4 +646,36 @@ sg_sim_conf() {
 		printf '\n[rule outlook-connections]\ngroup = outlook\ndsn = 4.7.652\n'
 		printf 'match = exceeded the maximum number of connections\nclass = concurrency\naction = decrease\n'
 	} >"$SG_CONF"
+}
+
+# ------------------------------------------------- network namespaces
+# Always entered with nsenter --net (ip netns exec would remount /sys and
+# hide bpffs and the cgroup tree). Addresses come from 198.18.0.0/15, which
+# exists only inside these namespaces.
+
+# ns_add NAME: makes network namespace NAME with its loopback up (as a
+# container's is); e2e_cleanup deletes it.
+ns_add() {
+	ip netns add "$1" || fail "ip netns add $1"
+	E2E_NETNS+=("$1")
+	ns_exec "$1" ip link set lo up || fail "lo up in $1"
+}
+
+# ns_exec NAME COMMAND...: runs COMMAND in network namespace NAME.
+ns_exec() {
+	local ns=$1
+	shift
+	nsenter --net="/var/run/netns/$ns" "$@"
+}
+
+# ns_link A ADDR_A B ADDR_B: a veth pair between namespaces A and B, with
+# ADDR_A (CIDR) on A's end and ADDR_B on B's, both up.
+ns_link() {
+	local a=$1 aa=$2 b=$3 ba=$4 ia="v-$3" ib="v-$1"
+
+	ip link add "${ia:0:15}" netns "$a" type veth peer name "${ib:0:15}" netns "$b" ||
+		fail "veth $a-$b"
+	ns_exec "$a" ip addr add "$aa" dev "${ia:0:15}" && ns_exec "$a" ip link set "${ia:0:15}" up &&
+		ns_exec "$b" ip addr add "$ba" dev "${ib:0:15}" && ns_exec "$b" ip link set "${ib:0:15}" up ||
+		fail "addresses on veth $a-$b"
 }

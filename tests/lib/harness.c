@@ -278,11 +278,65 @@ void env_teardown(struct env *e)
 
 /* --- listener --- */
 
+static void bump_peak(int *cur, int *peak)
+{
+	int c = __atomic_add_fetch(cur, 1, __ATOMIC_SEQ_CST);
+	int p = __atomic_load_n(peak, __ATOMIC_SEQ_CST);
+
+	while (c > p && !__atomic_compare_exchange_n(peak, &p, c, false, __ATOMIC_SEQ_CST,
+						     __ATOMIC_SEQ_CST))
+		;
+}
+
+/* The client address as v4-mapped IPv6, so both families compare alike. */
+static void mapped(const struct sockaddr_storage *ss, struct sockaddr_in6 *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->sin6_family = AF_INET6;
+	if (ss->ss_family == AF_INET) {
+		out->sin6_addr.s6_addr[10] = out->sin6_addr.s6_addr[11] = 0xff;
+		memcpy(&out->sin6_addr.s6_addr[12], &((const struct sockaddr_in *)ss)->sin_addr, 4);
+	} else {
+		out->sin6_addr = ((const struct sockaddr_in6 *)ss)->sin6_addr;
+	}
+}
+
+/* Slot of a client address in l->src, added if new; -1 when full. */
+static int source_of(struct listener *l, const struct sockaddr_storage *ss)
+{
+	struct sockaddr_in6 a;
+
+	mapped(ss, &a);
+	for (int i = 0; i < l->nsrc; i++)
+		if (!memcmp(&l->src[i].sin6_addr, &a.sin6_addr, 16))
+			return i;
+	if (l->nsrc == LISTENER_SOURCES)
+		return -1;
+	l->src[l->nsrc] = a;
+	return l->nsrc++;
+}
+
+int listener_source(const struct listener *l, const char *addr)
+{
+	struct sockaddr_storage ss;
+	struct sockaddr_in6 a;
+	unsigned len;
+
+	if (sg_sockaddr(addr, 0, &ss, &len))
+		return -1;
+	mapped(&ss, &a);
+	for (int i = 0; i < l->nsrc; i++)
+		if (!memcmp(&l->src[i].sin6_addr, &a.sin6_addr, 16))
+			return i;
+	return -1;
+}
+
 static void *listener_main(void *arg)
 {
 	struct listener *l = arg;
 	struct epoll_event ev, evs[64];
 	int ep = epoll_create1(EPOLL_CLOEXEC);
+	static __thread signed char srcof[65536];   /* fd -> source slot + 1 */
 
 	ev.events = EPOLLIN;
 	ev.data.fd = l->fd;
@@ -302,14 +356,22 @@ static void *listener_main(void *arg)
 			if (fd == l->fd) {
 				int c;
 
-				while ((c = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0) {
-					int cur = __atomic_add_fetch(&l->cur, 1, __ATOMIC_SEQ_CST);
-					int peak = __atomic_load_n(&l->peak, __ATOMIC_SEQ_CST);
+				struct sockaddr_storage peer;
+				socklen_t plen = sizeof(peer);
 
-					while (cur > peak && !__atomic_compare_exchange_n(&l->peak, &peak, cur, false,
-						__ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
-						;
+				while ((c = accept4(l->fd, (struct sockaddr *)&peer, &plen,
+						    SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0) {
+					int src = source_of(l, &peer);
+
+					plen = sizeof(peer);
+					bump_peak(&l->cur, &l->peak);
 					__atomic_add_fetch(&l->accepted, 1, __ATOMIC_SEQ_CST);
+					if (c < 65536)
+						srcof[c] = (signed char)(src + 1);
+					if (src >= 0) {
+						bump_peak(&l->src_cur[src], &l->src_peak[src]);
+						__atomic_add_fetch(&l->src_accepted[src], 1, __ATOMIC_SEQ_CST);
+					}
 					ev.events = EPOLLIN;
 					ev.data.fd = c;
 					epoll_ctl(ep, EPOLL_CTL_ADD, c, &ev);
@@ -323,6 +385,10 @@ static void *listener_main(void *arg)
 				continue;
 			/* "b" (goodbye) or EOF: the session is over for us. */
 			__atomic_sub_fetch(&l->cur, 1, __ATOMIC_SEQ_CST);
+			if (fd < 65536 && srcof[fd] > 0)
+				__atomic_sub_fetch(&l->src_cur[srcof[fd] - 1], 1, __ATOMIC_SEQ_CST);
+			if (fd < 65536)
+				srcof[fd] = 0;
 			if (r == 1 && write(fd, "k", 1) != 1) {
 				/* the client went away first: nothing to tell */
 			}

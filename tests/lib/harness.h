@@ -67,12 +67,19 @@ int env_join(const struct env *e);
 /* A TCP listener that counts concurrent sessions. A client that wants to be
  * counted exactly sends "b" before closing and waits for the "k" reply: the
  * listener forgets the session before the kernel frees the slot. */
+#define LISTENER_SOURCES 8
 struct listener {
 	int fd;
 	pthread_t thread;
 	int stop_pipe[2];
 	int cur, peak, accepted;     /* atomic */
+	/* the same per client address, first LISTENER_SOURCES addresses seen */
+	struct sockaddr_in6 src[LISTENER_SOURCES];   /* IPv4 as v4-mapped */
+	int nsrc, src_cur[LISTENER_SOURCES], src_peak[LISTENER_SOURCES];
+	int src_accepted[LISTENER_SOURCES];
 };
+/* Index of a client address ("127.0.0.71", "2001:db8::71") in l->src, or -1. */
+int listener_source(const struct listener *l, const char *addr);
 int listener_start(struct listener *l, int family, const char *addr, int port);
 void listener_stop(struct listener *l);
 

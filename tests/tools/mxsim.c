@@ -17,7 +17,9 @@
  * Limits change at run time through the control socket (`limit NAME N`).
  *
  * One thread, one epoll loop, non-blocking sockets, edge-triggered. It binds
- * only loopback addresses: this machine's rule is no traffic off the host.
+ * only loopback addresses (and 2001:db8::/32, which tests put on the loopback
+ * of their own network namespaces): this machine's rule is no traffic off
+ * the host.
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -74,6 +76,7 @@ struct persona {
 	unsigned naddrs;
 	struct client *clients;
 	uint64_t sessions, admitted, throttled_sessions, throttled, accepted, recipients;
+	unsigned cur_total, peak_total; /* open sessions of every client IP together */
 };
 
 enum kind { K_LISTEN, K_SMTP, K_CTL_LISTEN, K_CTL, K_SIGNAL };
@@ -323,11 +326,12 @@ static void stats_json(struct sbuf *b)
 			sb_printf(b, "\"limit\":%ld,", p->limit);
 		sb_printf(b, "\"sessions\":%llu,\"admitted\":%llu,\"throttled\":%llu,"
 			  "\"throttled_sessions\":%llu,\"accepted\":%llu,\"recipients\":%llu,"
-			  "\"current\":%u,\"current_max\":%u,\"peak\":%u,\"peak_admitted\":%u,\"clients\":{",
+			  "\"current\":%u,\"current_max\":%u,\"peak\":%u,\"peak_admitted\":%u,"
+			  "\"peak_total\":%u,\"clients\":{",
 			  (unsigned long long)p->sessions, (unsigned long long)p->admitted,
 			  (unsigned long long)p->throttled, (unsigned long long)p->throttled_sessions,
 			  (unsigned long long)p->accepted, (unsigned long long)p->recipients,
-			  current, cur_max, peak, peak_adm);
+			  current, cur_max, peak, peak_adm, p->peak_total);
 		for (cl = p->clients; cl; cl = cl->next) {
 			sb_printf(b, "%s\"%s\":{\"sessions\":%llu,\"current\":%u,\"current_admitted\":%u,"
 				  "\"peak\":%u,\"peak_admitted\":%u}", cl == p->clients ? "" : ",", cl->ip,
@@ -377,6 +381,7 @@ static void stats_reset(void)
 
 		p->sessions = p->admitted = p->throttled_sessions = p->throttled = 0;
 		p->accepted = p->recipients = 0;
+		p->peak_total = p->cur_total;
 		for (struct client *cl = p->clients; cl; cl = cl->next) {
 			cl->peak = cl->cur;
 			cl->peak_admitted = cl->cur_admitted;
@@ -446,6 +451,7 @@ static void conn_close(struct conn *c, const char *why)
 	if (c->it.kind == K_SMTP) {
 		logev(c, "close %s", why);
 		cl->cur--;
+		c->it.p->cur_total--;
 		if (c->admitted)
 			cl->cur_admitted--;
 	}
@@ -893,6 +899,8 @@ static void smtp_accept(struct item *l)
 		cl->cur++;
 		if (cl->cur > cl->peak)
 			cl->peak = cl->cur;
+		if (++p->cur_total > p->peak_total)
+			p->peak_total = p->cur_total;
 		if (c->admitted) {
 			p->admitted++;
 			if (++cl->cur_admitted > cl->peak_admitted)
@@ -952,11 +960,16 @@ static int timers(void)
 
 /* ---- command line ---- */
 
+/* Loopback, or the IPv6 documentation prefix 2001:db8::/32, which tests
+ * give the loopback of network namespaces of their own. */
 static bool loopback(const struct sockaddr_storage *ss)
 {
+	const uint8_t *a6 = ((const struct sockaddr_in6 *)ss)->sin6_addr.s6_addr;
+
 	if (ss->ss_family == AF_INET)
 		return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
-	return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)ss)->sin6_addr);
+	return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)ss)->sin6_addr) ||
+	       (a6[0] == 0x20 && a6[1] == 0x01 && a6[2] == 0x0d && a6[3] == 0xb8);
 }
 
 static void listen_on(struct persona *p, struct sockaddr_storage *ss)
@@ -974,7 +987,8 @@ static void listen_on(struct persona *p, struct sockaddr_storage *ss)
 	else
 		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)ss)->sin6_addr, ip, sizeof(ip));
 	if (!loopback(ss))
-		die("persona %s: %s is not a loopback address; mxsim binds only 127.0.0.0/8 and ::1",
+		die("persona %s: %s is not a loopback address; mxsim binds only 127.0.0.0/8, ::1 "
+		    "and 2001:db8::/32 (in a test's own network namespace)",
 		    p->name, ip);
 	if (ss->ss_family == AF_INET)
 		((struct sockaddr_in *)ss)->sin_port = htons(p->port);
@@ -1134,7 +1148,8 @@ static void usage(FILE *f)
 "\n"
 "  --persona NAME:ADDRS:PORT[:key=value...]\n"
 "      ADDRS   comma-separated IPv4, IPv4-IPv4 ranges or [IPv6]; loopback only\n"
-"              (127.0.0.0/8, [::1]), e.g. 127.0.10.1-127.0.10.40\n"
+"              (127.0.0.0/8, [::1]; 2001:db8::/32 in a test netns),\n"
+"              e.g. 127.0.10.1-127.0.10.40\n"
 "      limit=N|none  sessions per client IP across all ADDRS (style=rate: new\n"
 "                    sessions per second per client IP); default none\n"
 "      style=gmail|outlook|rate|yahoo|generic  throttle reply (default: NAME\n"
@@ -1152,7 +1167,8 @@ static void usage(FILE *f)
 "      host=NAME     greeting name, default mx.NAME.sim\n"
 "      greet_delay=MS, data_delay=MS  wait before the banner / the DATA reply\n"
 "      Admission is decided at connect; throttled sessions still count in the\n"
-"      \"peak\" (attempts) statistic, \"peak_admitted\" counts the others.\n"
+"      \"peak\" (attempts) statistic, \"peak_admitted\" counts the others;\n"
+"      both are per client IP, \"peak_total\" counts every client IP together.\n"
 "  --control SOCK  unix stream socket, one command per line:\n"
 "      stats                   -> one line of JSON\n"
 "      limit PERSONA N|none    -> ok | error: ...\n"

@@ -88,7 +88,7 @@ static void test_full_file(void **state)
 			      "cooldown = 2m\nincrease_after = 20\nincrease_interval = 1h\npause = 1d\n"
 			      "[group partner-relay]\nranges = 198.51.100.0/24\n"
 			      "  192.0.2.0/25, 192.0.2.128/25\nranges_file = partner.cidr\nverdict = queue\n"
-			      "queue_wait = 90s\n"
+			      "queue_wait = 90s\nper_source = no\n"
 			      "[rule outlook-max]\ngroup = microsoft\ndsn = 4.7.652\n"
 			      "match = exceeded the maximum number of connections\nclass = concurrency\n"
 			      "action = pause\n"), 0);
@@ -112,6 +112,9 @@ static void test_full_file(void **state)
 	assert_int_equal(cfg.groups[g].nranges6, 1);
 	assert_int_equal(cfg.groups[g].verdict, SG_VERDICT_QUEUE);
 	assert_int_equal(cfg.groups[g].queue_wait, 90);
+	assert_false(cfg.groups[g].per_source);
+	assert_true(cfg.groups[sg_config_group(&cfg, "microsoft")].per_source);  /* the default */
+	assert_int_equal(cfg.max_sources, SG_DEFAULT_SOURCES);
 	assert_int_equal(sg_addr_parse("203.0.113.9", &a), 0);
 	assert_int_equal(sg_ranges_lookup(&cfg.ranges, &a), g);
 	assert_int_equal(cfg.nrules, 1);
@@ -177,6 +180,9 @@ static void test_errors(void **state)
 	expect_error("[global]\nports = 25 0\n", "bad value '25 0' for 'ports'");
 	expect_error("[global]\nports = 1 2 3 4 5 6 7 8 9\n", "bad value");
 	expect_error("[global]\nmode = strict\n", "bad value 'strict' for 'mode'");
+	expect_error("[global]\nmax_sources = 0\n", "bad value '0' for 'max_sources'");
+	expect_error("[global]\nmax_sources = 1024\n", "bad value '1024' for 'max_sources'");
+	expect_error("[group x]\nranges = 10.0.0.0/8\nper_source = maybe\n", "bad value 'maybe' for 'per_source'");
 	expect_error("[group x]\nranges = 10.0.0.0/8\ncooldown = 5y\n", "bad value '5y' for 'cooldown'");
 	expect_error("[group x]\nranges = 10.0.0.0/8\ndecrease = 1.5\n", "bad value '1.5' for 'decrease'");
 	expect_error("[group x]\nranges = 10.0.0.0/8\ncap = 2\ncap = 3\n", "'cap' given twice");

@@ -65,6 +65,49 @@ static void feedback_print(FILE *fp, int fd, int slot, bool json)
 	fputc('\n', fp);
 }
 
+/* A 16-byte address (IPv4 mapped) as text; "default" for the unbound source. */
+static const char *addr_str(const uint8_t a[16], char buf[INET6_ADDRSTRLEN])
+{
+	static const uint8_t any[16];
+
+	if (!memcmp(a, any, 16))
+		return "default";
+	if (!memcmp(a, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12))
+		return inet_ntop(AF_INET, a + 12, buf, INET6_ADDRSTRLEN);
+	return inet_ntop(AF_INET6, a, buf, INET6_ADDRSTRLEN);
+}
+
+/* The sending addresses of a group that hold, wait for or used a slot. */
+static void sources_print(FILE *fp, const struct sg_kernel *k, int g, const struct sg_source *src,
+			  int nsrc, bool json)
+{
+	bool first = true;
+
+	if (json)
+		fputs(",\"sources\":[", fp);
+	for (int i = -1; i < nsrc; i++) {
+		/* i == -1: the default source (slot 0, not in the map) */
+		static const uint8_t none[16];
+		uint32_t slot = i < 0 ? 0 : src[i].slot;
+		const struct sg_srccount *c = sg_kernel_srccount(k, g, slot);
+		int32_t live = __atomic_load_n(&c->live, __ATOMIC_RELAXED);
+		char buf[INET6_ADDRSTRLEN];
+		const char *name = addr_str(i < 0 ? none : src[i].addr, buf);
+
+		if (!live && !c->waiting && !c->admitted)
+			continue;
+		if (json)
+			fprintf(fp, "%s{\"source\":\"%s\",\"live\":%d,\"waiting\":%u,\"admitted\":%llu}",
+				first ? "" : ",", name, live, c->waiting, (unsigned long long)c->admitted);
+		else
+			fprintf(fp, "  source %-39s live %d, waiting %u, admitted %llu\n", name, live,
+				c->waiting, (unsigned long long)c->admitted);
+		first = false;
+	}
+	if (json)
+		fputc(']', fp);
+}
+
 static bool shown(const struct sg_group *g)
 {
 	return (g->flags & SG_GROUP_ACTIVE) || g->live != 0;
@@ -80,12 +123,18 @@ int sg_status_print(FILE *fp, struct sg_kernel *k, bool json)
 {
 	uint32_t n4[SG_MAX_GROUPS], n6[SG_MAX_GROUPS];
 	char cgroup[PATH_MAX], name[SG_NAME_LEN + 1];
+	static struct sg_source src[SG_MAX_SOURCES];
+	struct sg_source_alloc alloc = { 0 };
 	struct sg_settings s;
 	bool first = true;
-	int r, fbfd, nprocs;
+	int r, fbfd, nprocs, nsrc;
 
 	if ((r = sg_kernel_settings(k, &s)))
 		return r;
+	nsrc = sg_kernel_sources(k, src, SG_MAX_SOURCES);
+	if (nsrc < 0)
+		nsrc = 0;
+	sg_kernel_source_alloc(k, &alloc);
 	/* A killed daemon leaves its port behind, not its listener. */
 	__u64 cookie;
 	__u32 zero = 0;
@@ -105,6 +154,8 @@ int sg_status_print(FILE *fp, struct sg_kernel *k, bool json)
 		sg_json_str(fp, cgroup[0] ? cgroup : NULL);
 		fprintf(fp, ",\"processes\":%d,\"pin_dir\":", nprocs);
 		sg_json_str(fp, k->pin_dir);
+		fprintf(fp, ",\"max_sources\":%u,\"sources\":%d,\"sources_overflow\":%llu",
+			s.max_sources ? s.max_sources - 1 : 0, nsrc, (unsigned long long)alloc.overflow);
 		fputs(",\"groups\":[", fp);
 	} else {
 		fprintf(fp, "mode %s, ports", sg_mode_name(s.mode));
@@ -114,6 +165,12 @@ int sg_status_print(FILE *fp, struct sg_kernel *k, bool json)
 		if (nprocs >= 0)
 			fprintf(fp, "%d processes governed (in that cgroup and below)%s\n", nprocs,
 				nprocs ? "" : ": nothing is governed (see `smtpgov load --mta`)");
+		fprintf(fp, "%d sending addresses of at most %u counted apart", nsrc,
+			s.max_sources ? s.max_sources - 1 : 0);
+		if (alloc.overflow)
+			fprintf(fp, "; %llu connects from addresses beyond that counted as default",
+				(unsigned long long)alloc.overflow);
+		fputc('\n', fp);
 		fprintf(fp, "%-16s %5s %5s %5s %5s %5s %5s %10s %10s  %s\n", "GROUP", "V4", "V6",
 			"LIVE", "CAP", "MIN", "MAX", "ADMITTED", "REFUSED", "VERDICT");
 	}
@@ -140,6 +197,8 @@ int sg_status_print(FILE *fp, struct sg_kernel *k, bool json)
 				(unsigned long long)g->events_dropped, g->waiting, g->queue_max,
 				(unsigned long long)g->queued, (unsigned long long)g->queue_timeouts,
 				g->wait_oldest_ms, g->wait_p50_ms, g->wait_p90_ms, g->wait_p99_ms);
+			fprintf(fp, ",\"per_source\":%s", g->flags & SG_GROUP_PER_SOURCE ? "true" : "false");
+			sources_print(fp, k, i, src, nsrc, true);
 			feedback_print(fp, fbfd, i, true);
 			fputc('}', fp);
 		} else {
@@ -155,7 +214,9 @@ int sg_status_print(FILE *fp, struct sg_kernel *k, bool json)
 					(unsigned long long)g->queued,
 					(unsigned long long)g->queue_timeouts, g->wait_p50_ms,
 					g->wait_p90_ms, g->wait_p99_ms);
-			fprintf(fp, "%s\n", active ? "" : " (removed from config)");
+			fprintf(fp, "%s%s\n", active ? "" : " (removed from config)",
+				g->flags & SG_GROUP_PER_SOURCE ? "" : " (one cap for all sources)");
+			sources_print(fp, k, i, src, nsrc, false);
 			feedback_print(fp, fbfd, i, false);
 		}
 		first = false;
@@ -181,6 +242,8 @@ static int on_event(void *ctx, void *data, size_t len)
 	struct stream *st = ctx;
 	const struct sg_event *e = data;
 	char addr[INET6_ADDRSTRLEN], when[64], name[SG_NAME_LEN + 1] = "?", comm[17];
+	char srcbuf[INET6_ADDRSTRLEN];
+	const char *src;
 	struct timespec mono, real;
 	static const char *const kinds[] = {
 		[SG_EV_REFUSED] = "refused", [SG_EV_WOULD_REFUSE] = "would-refuse",
@@ -201,10 +264,8 @@ static int on_event(void *ctx, void *data, size_t len)
 	secs = (time_t)(ns / 1000000000);
 	gmtime_r(&secs, &tm);
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
-	if (!memcmp(e->addr, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12))
-		inet_ntop(AF_INET, e->addr + 12, addr, sizeof(addr));
-	else
-		inet_ntop(AF_INET6, e->addr, addr, sizeof(addr));
+	addr_str(e->addr, addr);
+	src = addr_str(e->src, srcbuf);
 	if (e->group < SG_MAX_GROUPS)
 		group_name(&st->k->groups[e->group], name);
 	memcpy(comm, e->comm, 16);
@@ -215,12 +276,12 @@ static int on_event(void *ctx, void *data, size_t len)
 		sg_json_str(st->fp, comm);
 		fprintf(st->fp, ",\"ip\":\"%s\",\"port\":%u,\"group\":", addr, e->port);
 		sg_json_str(st->fp, name);
-		fprintf(st->fp, ",\"live\":%u,\"cap\":%u}\n", e->live, e->cap);
+		fprintf(st->fp, ",\"source\":\"%s\",\"live\":%u,\"cap\":%u}\n", src, e->live, e->cap);
 	} else {
-		fprintf(st->fp, "%s.%03dZ %s pid=%u comm=%s dst=%s%s%s:%u group=%s live=%u cap=%u\n",
+		fprintf(st->fp, "%s.%03dZ %s pid=%u comm=%s dst=%s%s%s:%u src=%s group=%s live=%u cap=%u\n",
 			when, (int)(ns % 1000000000 / 1000000), kind, e->pid, comm,
-			strchr(addr, ':') ? "[" : "", addr, strchr(addr, ':') ? "]" : "", e->port, name,
-			e->live, e->cap);
+			strchr(addr, ':') ? "[" : "", addr, strchr(addr, ':') ? "]" : "", e->port, src,
+			name, e->live, e->cap);
 	}
 	fflush(st->fp);
 	return 0;

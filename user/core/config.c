@@ -61,6 +61,7 @@ static const struct key keys[] = {
 	{ S_GLOBAL, "verdict", K_VERDICT, G(verdict), 0, 0 },
 	{ S_GLOBAL, "retry_command", K_PATH, G(retry_command), 0, 0 },
 	{ S_GLOBAL, "retry_delay", K_DUR, G(retry_delay), 0, 3600 },
+	{ S_GLOBAL, "max_sources", K_UINT, G(max_sources), 1, SG_MAX_SOURCES - 1 },
 
 	{ S_GROUP, "ranges",            K_RANGES,      0,                      0, 0 },
 	{ S_GROUP, "ranges_file",       K_RANGES_FILE, 0,                      0, 0 },
@@ -75,6 +76,7 @@ static const struct key keys[] = {
 	{ S_GROUP, "verdict",           K_VERDICT,  GR(verdict),           0, 0 },
 	{ S_GROUP, "queue_max",         K_UINT,     GR(queue_max),         0, 100000 },
 	{ S_GROUP, "queue_wait",        K_DUR,      GR(queue_wait),        1, 3600 },
+	{ S_GROUP, "per_source",        K_BOOL,     GR(per_source),        0, 0 },
 
 	{ S_RULE, "group",  K_GROUPREF, R(group),  0, 0 },
 	{ S_RULE, "dsn",    K_DSN,      R(dsn),    0, 0 },
@@ -274,6 +276,7 @@ static void group_defaults(struct sg_group_conf *g, const char *name, uint32_t v
 	g->pause = 15 * 60;
 	g->verdict = verdict;
 	g->queue_max = 1000;
+	g->per_source = true;
 	g->queue_wait = 120;
 }
 
@@ -580,7 +583,8 @@ static void overlay(struct sg_group_conf *dst, const struct fgroup *f)
 	for (size_t i = 0; i < NKEYS; i++) {
 		if (keys[i].section != S_GROUP || !f->set[i])
 			continue;
-		size_t size = keys[i].type == K_FRACTION ? sizeof(double) : sizeof(uint32_t);
+		size_t size = keys[i].type == K_FRACTION ? sizeof(double) :
+			      keys[i].type == K_BOOL ? sizeof(bool) : sizeof(uint32_t);
 
 		if (keys[i].type == K_RANGES || keys[i].type == K_RANGES_FILE)
 			continue;
@@ -752,6 +756,7 @@ static void defaults(struct sg_config *cfg)
 	snprintf(cfg->state, sizeof(cfg->state), "/var/lib/smtpgov/state");
 	snprintf(cfg->log, sizeof(cfg->log), "/var/log/mail.log");
 	cfg->retry_delay = 1;
+	cfg->max_sources = SG_DEFAULT_SOURCES;
 }
 
 int sg_config_load(struct sg_config *cfg, const char *path, char *err, size_t errlen)

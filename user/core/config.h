@@ -41,6 +41,7 @@ struct sg_group_conf {
 	uint32_t verdict;        /* enum sg_verdict */
 	uint32_t queue_max;      /* waiters held at most (queue verdict) */
 	uint32_t queue_wait;     /* s: longest wait in the waiting room */
+	bool per_source;         /* the cap applies to each sending address */
 	size_t nranges4, nranges6;
 };
 
@@ -64,6 +65,7 @@ struct sg_config {
 	char mta[PATH_MAX];      /* "" or postfix[:CONFIG_DIR] / exim[:PID_FILE] (mta.h) */
 	char retry_command[PATH_MAX]; /* "" = off; %q = the queue id */
 	uint32_t retry_delay;    /* s before retry_command runs */
+	uint32_t max_sources;    /* bound sending addresses counted apart */
 	struct sg_group_conf groups[SG_MAX_GROUPS];
 	unsigned ngroups;
 	struct sg_rule rules[SG_MAX_RULES];

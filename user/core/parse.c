@@ -978,6 +978,42 @@ static bool parse_exim(struct sg_parser *p, const char *s, const char *end, stru
 
 /* ---- entry points ----------------------------------------------------- */
 
+/*
+ * The sending address a throttle reply names: Microsoft "The mail server
+ * [a.b.c.d] has exceeded...", Yahoo "[TSS04] Messages from a.b.c.d
+ * temporarily deferred". Kept only if it parses as an address.
+ */
+static void reply_source(struct sg_logev *ev)
+{
+	static const struct { const char *pre; char stop; } marks[] = {
+		{ "The mail server [", ']' }, { "Messages from ", ' ' },
+	};
+	const char *end = ev->text + ev->text_len;
+	struct sg_cidr a;
+
+	if (ev->code < 400)
+		return;
+	for (size_t i = 0; i < sizeof(marks) / sizeof(marks[0]); i++) {
+		const char *at = memmem(ev->text, ev->text_len, marks[i].pre, strlen(marks[i].pre));
+		const char *q;
+		size_t n;
+
+		if (!at)
+			continue;
+		at += strlen(marks[i].pre);
+		for (q = at; q < end && *q != marks[i].stop; q++)
+			;
+		n = (size_t)(q - at);
+		if (!n || n >= sizeof(ev->source))
+			continue;
+		memcpy(ev->source, at, n);
+		ev->source[n] = '\0';
+		if (!sg_addr_parse(ev->source, &a))
+			return;
+		ev->source[0] = '\0';
+	}
+}
+
 bool sg_parse_line(struct sg_parser *p, const char *line, size_t len, struct sg_logev *ev)
 {
 	const char *s = line, *end = line + len;
@@ -991,7 +1027,7 @@ bool sg_parse_line(struct sg_parser *p, const char *line, size_t len, struct sg_
 	ev->status = SG_ST_NONE;
 	ev->flags = 0;
 	ev->code = 0;
-	ev->dsn[0] = ev->queue_id[0] = ev->host[0] = ev->ip[0] = '\0';
+	ev->dsn[0] = ev->queue_id[0] = ev->host[0] = ev->ip[0] = ev->source[0] = '\0';
 	ev->text = NULL;
 	ev->text_len = 0;
 
@@ -1016,6 +1052,7 @@ bool sg_parse_line(struct sg_parser *p, const char *line, size_t len, struct sg_
 		ev->text = end;
 		ev->text_len = 0;
 	}
+	reply_source(ev);
 	return true;
 }
 

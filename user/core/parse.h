@@ -60,6 +60,9 @@ struct sg_logev {
 	char host[SG_HOST_LEN];
 	char ip[SG_IP_LEN];     /* as logged, "" if none or not an address */
 	struct sg_cidr addr;    /* valid when flags & SG_LEV_HAS_IP */
+	char source[SG_IP_LEN]; /* our sending address where the reply names it
+	                         * (Microsoft 4.7.652 "[IP]", Yahoo TSS04 "from
+	                         * IP"); shown only, never used to attribute */
 	const char *text;       /* reply (or Postfix's reason), not NUL-terminated */
 	size_t text_len;
 };

@@ -56,6 +56,8 @@ int sg_parse_run(FILE *in, FILE *out, const struct sg_config *cfg, int format, i
 		json_opt(out, res.ev.host);
 		fputs(",\"ip\":", out);
 		json_opt(out, res.ev.ip);
+		fputs(",\"source\":", out);
+		json_opt(out, res.ev.source);
 		fputs(",\"group\":", out);
 		sg_json_str(out, res.group >= 0 ? cfg->groups[res.group].name : NULL);
 		fprintf(out, ",\"status\":\"%s\",\"code\":", sg_status_name(res.ev.status));

@@ -42,18 +42,28 @@ struct pipe_buf {
 struct conn {
 	enum state state;
 	int group;
+	uint32_t slot;         /* source slot the kernel counts it under */
+	uint32_t qslot;        /* its queue: slot, or 0 where the group has one pool */
 	int cfd, ufd;          /* client (MTA) and upstream */
 	struct sockaddr_storage dst, src;
 	socklen_t dstlen, srclen;   /* srclen 0: the MTA left the source to the kernel */
 	uint64_t since_ms;
 	struct pipe_buf up, down;   /* client->upstream, upstream->client */
-	struct conn *next;     /* FIFO of a group while WAITING */
+	struct conn *next;     /* FIFO of a (group, source) while WAITING */
 	struct sg_room *owner;
 };
 
+/* The FIFO of one (group, source): a slot freed for a source admits its own. */
 struct queue {
 	struct conn *head, *tail;
 	uint32_t n;
+};
+
+/* A group's queues and what they add up to. */
+struct gqueues {
+	struct queue q[SG_MAX_SOURCES];
+	uint32_t n;                 /* waiting in all its queues */
+	uint32_t nslots;            /* queues used: q[0..nslots) */
 	uint32_t samples[SAMPLES];  /* recent queue times, ms */
 	uint32_t nsamples, next;
 };
@@ -77,7 +87,7 @@ struct sg_room {
 	struct bpf_link *links[3];
 	char cgroup[PATH_MAX];      /* our own governed cgroup, "" if none made */
 	char parent[PATH_MAX];
-	struct queue q[SG_MAX_GROUPS];
+	struct gqueues *gq;         /* SG_MAX_GROUPS of them */
 	uint32_t wait_s[SG_MAX_GROUPS];
 	char name[SG_MAX_GROUPS][SG_NAME_LEN + 1];
 };
@@ -135,11 +145,22 @@ int64_t sg_room_began(const struct sg_room *r, const struct sg_cidr *dst, int64_
 static void publish(struct sg_room *r, int g)
 {
 	struct sg_group *grp = &r->k->groups[g];
-	struct queue *q = &r->q[g];
+	struct gqueues *gq = &r->gq[g];
+	uint64_t now = now_ms(), oldest = now;
 
-	__atomic_store_n(&grp->waiting, q->n, __ATOMIC_RELEASE);
-	__atomic_store_n(&grp->wait_oldest_ms,
-			 q->head ? (uint32_t)(now_ms() - q->head->since_ms) : 0, __ATOMIC_RELAXED);
+	for (uint32_t i = 0; i < gq->nslots; i++)
+		if (gq->q[i].head && gq->q[i].head->since_ms < oldest)
+			oldest = gq->q[i].head->since_ms;
+	__atomic_store_n(&grp->waiting, gq->n, __ATOMIC_RELEASE);
+	__atomic_store_n(&grp->wait_oldest_ms, (uint32_t)(now - oldest), __ATOMIC_RELAXED);
+}
+
+/* Held connections of a source, for the kernel's wakeups and for status. */
+static void count_waiting(struct conn *c, int delta)
+{
+	struct sg_srccount *sc = sg_kernel_srccount(c->owner->k, c->group, c->slot);
+
+	__atomic_fetch_add(&sc->waiting, (uint32_t)delta, __ATOMIC_RELEASE);
 }
 
 static int cmp_u32(const void *a, const void *b)
@@ -151,7 +172,7 @@ static int cmp_u32(const void *a, const void *b)
 
 static void sample(struct sg_room *r, int g, uint32_t ms)
 {
-	struct queue *q = &r->q[g];
+	struct gqueues *q = &r->gq[g];
 	uint32_t s[SAMPLES];
 	struct sg_group *grp = &r->k->groups[g];
 
@@ -183,9 +204,28 @@ static void conn_free(struct conn *c)
 	free(c);
 }
 
+static void enqueue(struct conn *c)
+{
+	struct gqueues *gq = &c->owner->gq[c->group];
+	struct queue *q = &gq->q[c->qslot];
+
+	if (q->tail)
+		q->tail->next = c;
+	else
+		q->head = c;
+	q->tail = c;
+	q->n++;
+	gq->n++;
+	if (c->qslot >= gq->nslots)
+		gq->nslots = c->qslot + 1;
+	count_waiting(c, 1);
+	publish(c->owner, c->group);
+}
+
 static void unqueue(struct conn *c)
 {
-	struct queue *q = &c->owner->q[c->group];
+	struct gqueues *gq = &c->owner->gq[c->group];
+	struct queue *q = &gq->q[c->qslot];
 	struct conn **pp = &q->head, *prev = NULL;
 
 	for (; *pp; prev = *pp, pp = &(*pp)->next)
@@ -194,6 +234,8 @@ static void unqueue(struct conn *c)
 			if (q->tail == c)
 				q->tail = prev;
 			q->n--;
+			gq->n--;
+			count_waiting(c, -1);
 			break;
 		}
 	c->next = NULL;
@@ -335,10 +377,10 @@ static int bind_source(int fd, const struct conn *c)
 	return 0;
 }
 
-/* Connect the head of a group's queue upstream while the kernel admits. */
-static void admit(struct sg_room *r, int g)
+/* Connect the head of a (group, source) queue upstream while the kernel admits. */
+static void admit(struct sg_room *r, int g, uint32_t qslot)
 {
-	struct queue *q = &r->q[g];
+	struct queue *q = &r->gq[g].q[qslot];
 	uint32_t mark = SG_ROOM_MARK;
 
 	while (q->head) {
@@ -395,9 +437,9 @@ static void turn_away(struct conn *c, unsigned waited_s)
 	conn_free(c);
 }
 
-static void expire(struct sg_room *r, int g, uint64_t now)
+static void expire(struct sg_room *r, int g, uint32_t qslot, uint64_t now)
 {
-	struct queue *q = &r->q[g];
+	struct queue *q = &r->gq[g].q[qslot];
 
 	while (q->head && now - q->head->since_ms >= (uint64_t)r->wait_s[g] * 1000) {
 		__atomic_fetch_add(&r->k->groups[g].queue_timeouts, 1, __ATOMIC_RELAXED);
@@ -411,7 +453,7 @@ static void set_ticking(struct sg_room *r)
 	struct itimerspec its = { 0 };
 
 	for (int g = 0; g < SG_MAX_GROUPS && !want; g++)
-		want = r->q[g].n > 0;
+		want = r->gq[g].n > 0;
 	if (want == r->ticking)
 		return;
 	if (want)
@@ -430,11 +472,16 @@ static int on_tick(void *arg, uint32_t events)
 	if (read(r->tick_fd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
 		return 0;
 	for (int g = 0; g < SG_MAX_GROUPS; g++) {
-		if (!r->q[g].n)
-			continue;
-		expire(r, g, now);
-		admit(r, g);
-		publish(r, g);
+		struct gqueues *gq = &r->gq[g];
+
+		for (uint32_t i = 0; i < gq->nslots && gq->n; i++) {
+			if (!gq->q[i].n)
+				continue;
+			expire(r, g, i, now);
+			admit(r, g, i);
+		}
+		if (gq->nslots)
+			publish(r, g);
 	}
 	set_ticking(r);
 	return 0;
@@ -445,8 +492,8 @@ static int on_wakeup(void *ctx, void *data, size_t len)
 	struct sg_room *r = ctx;
 	const struct sg_wakeup *w = data;
 
-	if (len >= sizeof(*w) && w->group < SG_MAX_GROUPS)
-		admit(r, (int)w->group);
+	if (len >= sizeof(*w) && w->group < SG_MAX_GROUPS && w->slot < SG_MAX_SOURCES)
+		admit(r, (int)w->group, w->slot);
 	return 0;
 }
 
@@ -538,7 +585,8 @@ static int on_accept(void *arg, uint32_t events)
 				break;
 			pending_key(&peer, &key);
 			if (bpf_map_lookup_and_delete_elem(r->k->pending_fd, &key, &p) ||
-			    p.group >= SG_MAX_GROUPS || !(c = calloc(1, sizeof(*c)))) {
+			    p.group >= SG_MAX_GROUPS || p.slot >= SG_MAX_SOURCES ||
+			    !(c = calloc(1, sizeof(*c)))) {
 				/* Not sent by the kernel: nobody else may use us as a relay. */
 				close(fd);
 				continue;
@@ -547,6 +595,9 @@ static int on_accept(void *arg, uint32_t events)
 			c->cfd = fd;
 			c->ufd = -1;
 			c->group = (int)p.group;
+			c->slot = p.slot;
+			/* One queue per source where the cap is per source, else one. */
+			c->qslot = r->k->groups[p.group].flags & SG_GROUP_PER_SOURCE ? p.slot : 0;
 			c->since_ms = now_ms();
 			pending_addrs(&p, c);
 			if (sg_loop_add(r->loop, fd, EPOLLIN | EPOLLRDHUP, on_client, c)) {
@@ -554,16 +605,8 @@ static int on_accept(void *arg, uint32_t events)
 				free(c);
 				continue;
 			}
-			struct queue *q = &r->q[c->group];
-
-			if (q->tail)
-				q->tail->next = c;
-			else
-				q->head = c;
-			q->tail = c;
-			q->n++;
-			publish(r, c->group);
-			admit(r, c->group);
+			enqueue(c);
+			admit(r, c->group, c->qslot);
 		}
 	}
 	set_ticking(r);
@@ -677,8 +720,10 @@ int sg_room_start(struct sg_room **out, struct sg_kernel *k, const struct sg_con
 	__u32 zero = 0;
 	int ret, port = 0;
 
-	if (!r)
+	if (!r || !(r->gq = calloc(SG_MAX_GROUPS, sizeof(*r->gq)))) {
+		free(r);
 		return -ENOMEM;
+	}
 	r->k = k;
 	r->cfg = cfg;
 	r->loop = loop;
@@ -689,6 +734,8 @@ int sg_room_start(struct sg_room **out, struct sg_kernel *k, const struct sg_con
 
 		r->wait_s[g] = ci >= 0 ? cfg->groups[ci].queue_wait : 120;
 		k->groups[g].waiting = 0;
+		for (uint32_t i = 0; i < SG_MAX_SOURCES; i++)
+			sg_kernel_srccount(k, g, i)->waiting = 0;
 	}
 	if ((ret = govern_self(r))) {
 		pr_err("waiting room: cannot govern its own connects: %s", strerror(-ret));
@@ -761,11 +808,16 @@ void sg_room_stop(struct sg_room *r)
 		s.room_port = 0;
 		bpf_map_update_elem(r->k->settings_fd, &zero, &s, BPF_ANY);
 	}
-	for (int g = 0; g < SG_MAX_GROUPS; g++) {
-		while (r->q[g].head)
-			turn_away(r->q[g].head, (unsigned)((now_ms() - r->q[g].head->since_ms) / 1000));
+	for (int g = 0; r->gq && g < SG_MAX_GROUPS; g++) {
+		for (uint32_t i = 0; i < r->gq[g].nslots; i++) {
+			struct queue *q = &r->gq[g].q[i];
+
+			while (q->head)
+				turn_away(q->head, (unsigned)((now_ms() - q->head->since_ms) / 1000));
+		}
 		r->k->groups[g].waiting = 0;
 	}
+	free(r->gq);
 	drop_fd(r->loop, &r->lfd4);
 	drop_fd(r->loop, &r->lfd6);
 	drop_fd(r->loop, &r->tick_fd);

@@ -29,7 +29,7 @@
 static const char *const link_pins[] = { "link_connect4", "link_connect6", "link_release",
 					 "link_sockops" };
 #define NLINKS (sizeof(link_pins) / sizeof(link_pins[0]))
-#define NMAPS 9
+#define NMAPS 12
 
 static void pin_path(char *buf, size_t len, const char *dir, const char *name)
 {
@@ -43,19 +43,30 @@ static void kernel_init(struct sg_kernel *k, const char *pin_dir)
 	k->lock_fd = k->groups_fd = k->settings_fd = k->ranges4_fd = -1;
 	k->ranges6_fd = k->socks_fd = k->events_fd = -1;
 	k->room_fd = k->pending_fd = k->wakeups_fd = -1;
+	k->sources_fd = k->source_alloc_fd = k->srccounts_fd = -1;
 }
 
-static int map_groups(struct sg_kernel *k)
+static void *map_array(int fd, size_t size, size_t *len)
 {
 	long page = sysconf(_SC_PAGESIZE);
+	void *p;
 
-	k->groups_len = (sizeof(struct sg_group) * SG_MAX_GROUPS + page - 1) / page * page;
-	k->groups = mmap(NULL, k->groups_len, PROT_READ | PROT_WRITE, MAP_SHARED, k->groups_fd, 0);
-	if (k->groups == MAP_FAILED) {
-		k->groups = NULL;
+	*len = (size + (size_t)page - 1) / (size_t)page * (size_t)page;
+	p = mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+/* The counters userspace reads and writes in place: groups and srccounts. */
+static int map_groups(struct sg_kernel *k)
+{
+	k->groups = map_array(k->groups_fd, sizeof(struct sg_group) * SG_MAX_GROUPS,
+			      &k->groups_len);
+	if (!k->groups)
 		return -errno;
-	}
-	return 0;
+	k->srccounts = map_array(k->srccounts_fd,
+				 sizeof(struct sg_srccount) * SG_MAX_GROUPS * SG_MAX_SOURCES,
+				 &k->srccounts_len);
+	return k->srccounts ? 0 : -errno;
 }
 
 static uint64_t link_cgroup(int link_fd)
@@ -76,6 +87,8 @@ int sg_kernel_open(struct sg_kernel *k, const char *pin_dir)
 		{ "ranges4", &k->ranges4_fd }, { "ranges6", &k->ranges6_fd },
 		{ "socks", &k->socks_fd }, { "events", &k->events_fd },
 		{ "room", &k->room_fd }, { "pending", &k->pending_fd }, { "wakeups", &k->wakeups_fd },
+		{ "sources", &k->sources_fd }, { "source_alloc", &k->source_alloc_fd },
+		{ "srccounts", &k->srccounts_fd },
 	};
 	char path[PATH_MAX];
 	int r, fd;
@@ -105,11 +118,15 @@ int sg_kernel_open(struct sg_kernel *k, const char *pin_dir)
 void sg_kernel_close(struct sg_kernel *k)
 {
 	int *fds[] = { &k->groups_fd, &k->settings_fd, &k->ranges4_fd, &k->ranges6_fd,
-		       &k->socks_fd, &k->events_fd, &k->room_fd, &k->pending_fd, &k->wakeups_fd };
+		       &k->socks_fd, &k->events_fd, &k->room_fd, &k->pending_fd, &k->wakeups_fd,
+		       &k->sources_fd, &k->source_alloc_fd, &k->srccounts_fd };
 
 	if (k->groups)
 		munmap(k->groups, k->groups_len);
 	k->groups = NULL;
+	if (k->srccounts)
+		munmap(k->srccounts, k->srccounts_len);
+	k->srccounts = NULL;
 	if (k->skel) {
 		smtpgov_bpf__destroy(k->skel);
 		k->skel = NULL;
@@ -350,6 +367,10 @@ int sg_kernel_load(struct sg_kernel *k, const char *pin_dir, const char *cgroup,
 	maps[6] = (typeof(maps[0])){ "room", k->skel->maps.room, &k->room_fd };
 	maps[7] = (typeof(maps[0])){ "pending", k->skel->maps.pending, &k->pending_fd };
 	maps[8] = (typeof(maps[0])){ "wakeups", k->skel->maps.wakeups, &k->wakeups_fd };
+	maps[9] = (typeof(maps[0])){ "sources", k->skel->maps.sources, &k->sources_fd };
+	maps[10] = (typeof(maps[0])){ "source_alloc", k->skel->maps.source_alloc,
+				      &k->source_alloc_fd };
+	maps[11] = (typeof(maps[0])){ "srccounts", k->skel->maps.srccounts, &k->srccounts_fd };
 	for (size_t i = 0; i < NMAPS; i++) {
 		pin_path(path, sizeof(path), pin_dir, maps[i].name);
 		if ((r = bpf_map__set_pin_path(maps[i].map, path))) {
@@ -548,6 +569,8 @@ int sg_kernel_sync(struct sg_kernel *k, const struct sg_config *cfg)
 			__atomic_store_n(&g->refused, 0, __ATOMIC_RELAXED);
 			__atomic_store_n(&g->events_dropped, 0, __ATOMIC_RELAXED);
 			__atomic_store_n(&g->live, 0, __ATOMIC_RELAXED);
+			memset(sg_kernel_srccount(k, slot, 0), 0,
+			       sizeof(struct sg_srccount) * SG_MAX_SOURCES);
 			cap = c->cap;
 		} else {
 			/* Adopted: keep what was enforced or learned, within bounds
@@ -568,7 +591,8 @@ int sg_kernel_sync(struct sg_kernel *k, const struct sg_config *cfg)
 		__atomic_store_n(&g->verdict, c->verdict, __ATOMIC_RELAXED);
 		__atomic_store_n(&g->queue_max, c->queue_max, __ATOMIC_RELAXED);
 		__atomic_store_n(&g->cap, cap, __ATOMIC_RELEASE);
-		__atomic_store_n(&g->flags, SG_GROUP_ACTIVE, __ATOMIC_RELEASE);
+		__atomic_store_n(&g->flags, SG_GROUP_ACTIVE | (c->per_source ? SG_GROUP_PER_SOURCE : 0),
+				 __ATOMIC_RELEASE);
 	}
 	for (int i = 0; i < SG_MAX_GROUPS; i++)
 		if (!taken[i])
@@ -581,6 +605,7 @@ int sg_kernel_sync(struct sg_kernel *k, const struct sg_config *cfg)
 	s.mode = cfg->mode;
 	s.event_interval_ns = SG_EVENT_INTERVAL_NS;
 	s.room_mark = SG_ROOM_MARK;
+	s.max_sources = cfg->max_sources + 1;   /* the default slot too */
 	if (bpf_map_update_elem(k->settings_fd, &zero, &s, BPF_ANY))
 		return -errno;
 
@@ -597,6 +622,36 @@ int sg_kernel_sync(struct sg_kernel *k, const struct sg_config *cfg)
 	}
 	int r = prune(k->ranges4_fd, 4, cfg);
 	return r ? r : prune(k->ranges6_fd, 6, cfg);
+}
+
+static int cmp_source(const void *a, const void *b)
+{
+	const struct sg_source *x = a, *y = b;
+
+	return (x->slot > y->slot) - (x->slot < y->slot);
+}
+
+int sg_kernel_sources(const struct sg_kernel *k, struct sg_source *out, int max)
+{
+	uint8_t key[16], *prev = NULL;
+	int n = 0;
+
+	while (n < max && !bpf_map_get_next_key(k->sources_fd, prev, key)) {
+		memcpy(out[n].addr, key, 16);
+		if (!bpf_map_lookup_elem(k->sources_fd, key, &out[n].slot) &&
+		    out[n].slot < SG_MAX_SOURCES)
+			n++;
+		prev = key;
+	}
+	qsort(out, (size_t)n, sizeof(*out), cmp_source);
+	return n;
+}
+
+int sg_kernel_source_alloc(const struct sg_kernel *k, struct sg_source_alloc *a)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(k->source_alloc_fd, &zero, a) ? -errno : 0;
 }
 
 int sg_kernel_settings(const struct sg_kernel *k, struct sg_settings *s)

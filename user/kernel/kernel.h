@@ -22,8 +22,11 @@ struct sg_kernel {
 	int lock_fd;                 /* flock'ed pin dir, -1 if not held */
 	int groups_fd, settings_fd, ranges4_fd, ranges6_fd, socks_fd, events_fd;
 	int room_fd, pending_fd, wakeups_fd;   /* the queue verdict's maps */
+	int sources_fd, source_alloc_fd, srccounts_fd;  /* sending addresses */
 	struct sg_group *groups;     /* mmap of `groups`, SG_MAX_GROUPS entries */
 	size_t groups_len;
+	struct sg_srccount *srccounts; /* mmap of `srccounts`: SG_MAX_SOURCES per group */
+	size_t srccounts_len;
 	struct smtpgov_bpf *skel;    /* set by sg_kernel_load only */
 	uint64_t cgroup_id;          /* cgroup the links are attached to, 0 if unknown */
 	char cgroup_path[PATH_MAX];  /* set by sg_kernel_load */
@@ -57,6 +60,26 @@ void sg_kernel_close(struct sg_kernel *k);
 struct bpf_link;
 int sg_kernel_attach_room(struct sg_kernel *k, const char *cgroup, struct bpf_link *links[3],
 			  char *err, size_t errlen);
+
+/* Counts of a group's source slot (sg_kernel_srccount(k, g, 0): the default). */
+static inline struct sg_srccount *sg_kernel_srccount(const struct sg_kernel *k, int group,
+						     uint32_t slot)
+{
+	return &k->srccounts[(size_t)group * SG_MAX_SOURCES + slot];
+}
+
+/* A sending address the kernel has given a slot (16 bytes, IPv4 mapped). */
+struct sg_source {
+	uint8_t addr[16];
+	uint32_t slot;
+};
+
+/* The sending addresses with their slots, sorted by slot; returns how many
+ * (at most max), or a negative errno. */
+int sg_kernel_sources(const struct sg_kernel *k, struct sg_source *out, int max);
+
+/* Slots given and connects beyond max_sources (source_alloc). */
+int sg_kernel_source_alloc(const struct sg_kernel *k, struct sg_source_alloc *a);
 
 /* Slot of a group by name in the kernel map, or -1. */
 int sg_kernel_group(const struct sg_kernel *k, const char *name);

@@ -4,7 +4,8 @@
  * against the TCP sockets that exist (sock_diag reports their cookies): a
  * counted tag whose socket is gone lost its release, and deleting it gives
  * its slot back. Then, where nothing connected or closed meanwhile,
- * groups[].live is set to the number of live tagged sockets.
+ * groups[].live and each source count (srccounts) are set to the number
+ * of live tagged sockets.
  *
  * sock_diag works on kernels without BPF tracing programs (this one has no
  * bpf_iter). A dump sees one network namespace, so the recount visits the
@@ -193,23 +194,52 @@ static int live_cookies(struct sg_kernel *k, struct cookies *alive)
 	return r;
 }
 
+/* One counter's snapshot, what the tags say, and what was given back. */
+struct tally {
+	int32_t live;
+	uint64_t admitted;
+	int32_t counted, dropped;
+};
+
+/*
+ * Where nothing connected or closed while we counted (the counter and its
+ * admitted total are as they were), the number of live tagged sockets is
+ * the truth: move the counter there. Returns 1 if it was repaired.
+ */
+static int repair(__s32 *live, __u64 *admitted, const struct tally *t)
+{
+	int32_t expect = t->live - t->dropped;
+
+	if (t->counted == expect || __atomic_load_n(live, __ATOMIC_ACQUIRE) != expect ||
+	    __atomic_load_n(admitted, __ATOMIC_ACQUIRE) != t->admitted)
+		return 0;
+	__atomic_fetch_add(live, t->counted - expect, __ATOMIC_ACQ_REL);
+	return 1;
+}
+
+static void snapshot(struct tally *t, __s32 *live, __u64 *admitted)
+{
+	t->live = __atomic_load_n(live, __ATOMIC_ACQUIRE);
+	t->admitted = __atomic_load_n(admitted, __ATOMIC_ACQUIRE);
+}
+
 int sg_kernel_recount(struct sg_kernel *k)
 {
-	int32_t live[SG_MAX_GROUPS], counts[SG_MAX_GROUPS] = { 0 }, dropped[SG_MAX_GROUPS] = { 0 };
-	uint64_t admitted[SG_MAX_GROUPS], *keys, cookie, *prev = NULL;
+	const size_t nsrc = (size_t)SG_MAX_GROUPS * SG_MAX_SOURCES;
+	struct tally grp[SG_MAX_GROUPS] = { 0 }, *src = calloc(nsrc, sizeof(*src));
+	uint64_t *keys = malloc(SG_MAX_SOCKS * sizeof(*keys)), cookie, *prev = NULL;
 	struct cookies alive = { 0 };
 	size_t n = 0;
-	int repaired = 0, r;
+	int repaired = 0, r = -ENOMEM;
 
-	for (int i = 0; i < SG_MAX_GROUPS; i++) {
-		live[i] = __atomic_load_n(&k->groups[i].live, __ATOMIC_ACQUIRE);
-		admitted[i] = __atomic_load_n(&k->groups[i].admitted, __ATOMIC_ACQUIRE);
-	}
+	if (!keys || !src)
+		goto out;
+	for (int i = 0; i < SG_MAX_GROUPS; i++)
+		snapshot(&grp[i], &k->groups[i].live, &k->groups[i].admitted);
+	for (size_t i = 0; i < nsrc; i++)
+		snapshot(&src[i], &k->srccounts[i].live, &k->srccounts[i].admitted);
 	/* The tags first, the sockets second: a tag seen here whose socket is
 	 * gone from the dump lost its release (or its socket died unconnected). */
-	keys = malloc(SG_MAX_SOCKS * sizeof(*keys));
-	if (!keys)
-		return -ENOMEM;
 	while (n < SG_MAX_SOCKS && !bpf_map_get_next_key(k->socks_fd, prev, &cookie)) {
 		keys[n] = cookie;
 		prev = &keys[n++];
@@ -218,43 +248,56 @@ int sg_kernel_recount(struct sg_kernel *k)
 		goto out;
 	for (size_t i = 0; i < n; i++) {
 		struct sg_sock tag;
+		struct tally *s;
 
 		if (bpf_map_lookup_elem(k->socks_fd, &keys[i], &tag) ||
-		    !(tag.flags & SG_SOCK_COUNTED) || tag.group >= SG_MAX_GROUPS)
+		    !(tag.flags & SG_SOCK_COUNTED) || tag.group >= SG_MAX_GROUPS ||
+		    tag.slot >= SG_MAX_SOURCES)
 			continue;
+		s = &src[(size_t)tag.group * SG_MAX_SOURCES + tag.slot];
 		if (bsearch(&keys[i], alive.v, alive.n, sizeof(*alive.v), cmp_u64)) {
-			counts[tag.group]++;
+			grp[tag.group].counted++;
+			s->counted++;
 			continue;
 		}
 		/* Deleting the tag is what entitles us to give the slot back. */
 		if (!bpf_map_delete_elem(k->socks_fd, &keys[i])) {
 			__atomic_fetch_sub(&k->groups[tag.group].live, 1, __ATOMIC_ACQ_REL);
-			dropped[tag.group]++;
+			__atomic_fetch_sub(&sg_kernel_srccount(k, (int)tag.group, tag.slot)->live, 1,
+					   __ATOMIC_ACQ_REL);
+			grp[tag.group].dropped++;
+			s->dropped++;
 		}
 	}
 	for (int i = 0; i < SG_MAX_GROUPS; i++) {
 		struct sg_group *g = &k->groups[i];
-		int32_t expect = live[i] - dropped[i];
+		int fixed = 0;
 
-		if (dropped[i]) {
+		if (grp[i].dropped) {
 			pr_warn("group %.*s: %d tagged sockets are gone without a release: slots given back",
-				SG_NAME_LEN, g->name, dropped[i]);
+				SG_NAME_LEN, g->name, grp[i].dropped);
 			repaired++;
 		}
-		/* Where nothing connected or closed while we counted, the count
-		 * of live tagged sockets is the truth. */
-		if (counts[i] == expect ||
-		    __atomic_load_n(&g->live, __ATOMIC_ACQUIRE) != expect ||
-		    __atomic_load_n(&g->admitted, __ATOMIC_ACQUIRE) != admitted[i])
-			continue;
-		__atomic_fetch_add(&g->live, counts[i] - expect, __ATOMIC_ACQ_REL);
-		pr_warn("group %.*s: live count drifted to %d, %d sockets hold a slot: repaired",
-			SG_NAME_LEN, g->name, expect, counts[i]);
-		repaired++;
+		if (repair(&g->live, &g->admitted, &grp[i])) {
+			pr_warn("group %.*s: live count drifted to %d, %d sockets hold a slot: repaired",
+				SG_NAME_LEN, g->name, grp[i].live - grp[i].dropped, grp[i].counted);
+			repaired++;
+		}
+		for (uint32_t slot = 0; slot < SG_MAX_SOURCES; slot++) {
+			struct sg_srccount *c = sg_kernel_srccount(k, i, slot);
+
+			fixed += repair(&c->live, &c->admitted, &src[(size_t)i * SG_MAX_SOURCES + slot]);
+		}
+		if (fixed) {
+			pr_warn("group %.*s: live counts of %d sending addresses drifted: repaired",
+				SG_NAME_LEN, g->name, fixed);
+			repaired++;
+		}
 	}
 	r = repaired;
 out:
 	free(keys);
+	free(src);
 	free(alive.v);
 	return r;
 }
