@@ -321,6 +321,44 @@ static void test_sigkill_per_source(void **state)
 		assert_int_equal(sg_kernel_srccount(&E.k, slot, (uint32_t)source_slot(srcs[i]))->live, 0);
 }
 
+/* --- beyond max_sources, a new address counts as the default source --- */
+
+static int child_overflow(void *arg)
+{
+	(void)arg;
+	record(tcp_connect_from(AF_INET, srcs[0], "127.0.0.2", TEST_PORT));   /* slot 1 */
+	record(tcp_connect_from(AF_INET, srcs[1], "127.0.0.2", TEST_PORT));   /* slot 2 */
+	record(tcp_connect_from(AF_INET, srcs[2], "127.0.0.2", TEST_PORT));   /* no slot: default */
+	record(tcp_connect(AF_INET, "127.0.0.2", TEST_PORT));                 /* default is full */
+	record(tcp_connect_from(AF_INET, srcs[3], "127.0.0.2", TEST_PORT));   /* default is full */
+	return 0;
+}
+
+static void test_sources_bound(void **state)
+{
+	struct listener l;
+	struct sg_source_alloc a;
+	char out[8192];
+
+	(void)state;
+	load_and_run("[global]\nports = 2525\nbuiltin = no\nmax_sources = 2\n"
+		     "[group lo]\nranges = 127.0.0.2/32\ncap = 1\nmax_cap = 100\n", NULL, child_overflow, &l);
+	assert_int_equal(sh->n, 5);
+	assert_int_equal(sh->err[0], 0);
+	assert_int_equal(sh->err[1], 0);
+	assert_int_equal(sh->err[2], 0);
+	assert_int_equal(sh->err[3], EPERM);
+	assert_int_equal(sh->err[4], EPERM);
+	assert_int_equal(source_slot(srcs[0]), 1);
+	assert_int_equal(source_slot(srcs[1]), 2);
+	assert_int_equal(source_slot(srcs[2]), -1);
+	assert_int_equal(sg_kernel_source_alloc(&E.k, &a), 0);
+	assert_int_equal(a.overflow, 2);   /* .73 and .74; the unbound one is default anyway */
+	assert_int_equal(env_cli(&E, out, sizeof(out), "status"), 0);
+	assert_non_null(strstr(out, "2 sending addresses of at most 2 counted apart; 2 connects from "
+				    "addresses beyond that counted as default"));
+}
+
 /* --- SIGKILL of a process holding connections returns live to 0 --- */
 
 static int child_hold(void *arg)
@@ -735,6 +773,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_race_per_source, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_race_one_pool, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sigkill_per_source, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sources_bound, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_v4_mapped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_load_twice_adopts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unload, setup, teardown),
