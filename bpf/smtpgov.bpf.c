@@ -72,11 +72,15 @@ struct {
 	__uint(max_entries, SG_EVENTS_BYTES);
 } events SEC(".maps");
 
-/* The waiting room's listener while the daemon lives (key 0). */
+/*
+ * The waiting room's IPv4 listener in each network namespace it serves,
+ * keyed by the namespace's cookie. A socket leaves a sockhash when it is
+ * closed, so a dead daemon leaves no door open.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_SOCKMAP);
-	__uint(max_entries, 1);
-	__type(key, __u32);
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, SG_MAX_ROOMS);
+	__type(key, __u64);
 	__type(value, __u64);
 } room SEC(".maps");
 
@@ -170,12 +174,22 @@ static __always_inline struct sg_srccount *source_count(__u32 gid, __u32 slot)
 	return slot < SG_MAX_SOURCES ? bpf_map_lookup_elem(&srccounts, &key) : 0;
 }
 
+static __always_inline void wake(__u32 gid, __u32 slot)
+{
+	struct sg_wakeup *w = bpf_ringbuf_reserve(&wakeups, sizeof(*w), 0);
+
+	if (w) {
+		w->group = gid;
+		w->slot = slot;
+		bpf_ringbuf_submit(w, 0);
+	}
+}
+
 /* A counted socket is gone: give its slot back, to its group and source. */
 static __always_inline void give_back(__u32 gid, __u32 slot)
 {
 	struct sg_group *grp = bpf_map_lookup_elem(&groups, &gid);
 	struct sg_srccount *cnt = source_count(gid, slot);
-	struct sg_wakeup *w;
 	__u32 waiting;
 
 	if (!grp)
@@ -193,14 +207,8 @@ static __always_inline void give_back(__u32 gid, __u32 slot)
 		slot = 0;
 		waiting = grp->waiting;
 	}
-	if (!waiting)
-		return;
-	w = bpf_ringbuf_reserve(&wakeups, sizeof(*w), 0);
-	if (w) {
-		w->group = gid;
-		w->slot = slot;
-		bpf_ringbuf_submit(w, 0);
-	}
+	if (waiting)
+		wake(gid, slot);
 }
 
 /* Drop a socket's tag; the slot goes back if we were the one to drop it. */
@@ -212,19 +220,28 @@ static __always_inline void untag(__u64 *cookie, const struct sg_sock *tag)
 		give_back(gid, slot);
 }
 
-/* Is the waiting room listening, with room for one more? */
-static __always_inline int room_open(const struct sg_settings *s, const struct sg_group *grp)
+/*
+ * The waiting room's port in the caller's network namespace, if it listens
+ * there and has room for one more; else 0.
+ */
+static __always_inline __u16 room_port(struct bpf_sock_addr *ctx, const struct sg_settings *s,
+				       const struct sg_group *grp, __u64 *netns)
 {
-	__u32 zero = 0;
 	struct bpf_sock *listener;
+	__u16 port;
 
 	if (!s->room_port || grp->waiting >= grp->queue_max)
 		return 0;
-	listener = bpf_map_lookup_elem(&room, &zero);
-	if (!listener)
+	*netns = bpf_get_netns_cookie(ctx);
+	listener = bpf_map_lookup_elem(&room, netns);
+	if (!listener) {
+		/* The daemon runs but has no door here yet: ask for one. */
+		wake(SG_WAKE_NO_DOOR, 0);
 		return 0;
+	}
+	port = (__u16)listener->src_port;
 	bpf_sk_release(listener);
-	return 1;
+	return port;
 }
 
 /*
@@ -289,10 +306,11 @@ full:
 static __always_inline int enqueue(struct bpf_sock_addr *ctx, __u64 *cookie,
 				   struct sg_group *grp, __u32 gid,
 				   const struct sg_settings *s, __u16 family,
-				   const __u32 addr[4], __u16 port, const struct source *src)
+				   const __u32 addr[4], __u16 port, const struct source *src,
+				   __u16 to_port, __u64 netns)
 {
 	struct sg_sock t = { .group = gid, .flags = SG_SOCK_QUEUED, .slot = src->slot,
-			     .orig_port = port, .orig_family = family };
+			     .orig_port = port, .orig_family = family, .netns = netns };
 
 	__builtin_memcpy(t.orig_addr, addr, 16);
 	__builtin_memcpy(t.src, src->addr, 16);
@@ -311,7 +329,7 @@ static __always_inline int enqueue(struct bpf_sock_addr *ctx, __u64 *cookie,
 		ctx->user_ip6[2] = 0;
 		ctx->user_ip6[3] = bpf_htonl(1);
 	}
-	ctx->user_port = bpf_htons(s->room_port);
+	ctx->user_port = bpf_htons(to_port);
 	__sync_fetch_and_add(&grp->queued, 1);
 	emit(grp, gid, SG_EV_QUEUED, s, family, addr, port, grp->live, src);
 	return ALLOW;
@@ -332,7 +350,8 @@ static __always_inline int govern(struct bpf_sock_addr *ctx, __u32 gid,
 	struct source src;
 	__s32 *pool, *total;
 	bool from_room;
-	__u64 cookie;
+	__u64 cookie, netns = 0;
+	__u16 to_port;
 	__s32 old;
 
 	if (!grp || !(grp->flags & SG_GROUP_ACTIVE) || !sk)
@@ -369,8 +388,10 @@ static __always_inline int govern(struct bpf_sock_addr *ctx, __u32 gid,
 			 * frees; never sent back to the room, not a refusal. */
 			if (from_room)
 				return REFUSE;
-			if (grp->verdict == SG_VERDICT_QUEUE && room_open(s, grp))
-				return enqueue(ctx, &cookie, grp, gid, s, family, addr, port, &src);
+			if (grp->verdict == SG_VERDICT_QUEUE &&
+			    (to_port = room_port(ctx, s, grp, &netns)))
+				return enqueue(ctx, &cookie, grp, gid, s, family, addr, port, &src,
+					       to_port, netns);
 			__sync_fetch_and_add(&grp->refused, 1);
 			emit(grp, gid, SG_EV_REFUSED, s, family, addr, port, old, &src);
 			return REFUSE;
@@ -508,6 +529,7 @@ int sg_sockops(struct bpf_sock_ops *skops)
 		__builtin_memcpy(key.addr, a, 16);
 	}
 	key.port = (__u16)lport;
+	key.netns = tag->netns;
 	__builtin_memcpy(val.addr, tag->orig_addr, 16);
 	val.port = tag->orig_port;
 	val.family = tag->orig_family;

@@ -30,12 +30,16 @@
  * counts it in `refused`.
  *
  * A group whose verdict is SG_VERDICT_QUEUE sends an over-cap connect to
- * the waiting room instead (the daemon's loopback listener, while it is in
- * the `room` sockmap and fewer than queue_max connections wait): the hook
- * rewrites the destination to 127.0.0.1 / ::1 port settings.room_port and
- * tags the socket SG_SOCK_QUEUED with the original destination; a sock_ops
- * program files that destination in `pending` under the client's local
- * address and port, where the waiting room finds it from getpeername().
+ * the waiting room instead: to the daemon's loopback listener *in the
+ * caller's network namespace*, while one is in the `room` sockhash under
+ * that namespace's cookie (bpf_get_netns_cookie) and fewer than queue_max
+ * connections wait. No listener there (a container the daemon has not
+ * reached, or no daemon): the refuse verdict, never a dead address. The
+ * hook rewrites the destination to 127.0.0.1 / ::1 port of that listener
+ * and tags the socket SG_SOCK_QUEUED with the original destination and the
+ * namespace; a sock_ops program files that destination in `pending` under
+ * the namespace and the client's local address and port, where the waiting
+ * room finds it from getpeername() on the listener it accepted from.
  * The waiting room connects upstream when a slot frees (sockets marked
  * SG_ROOM_MARK are never redirected: over cap they get EPERM) and relays.
  * Release of a counted socket in a queue group posts to `wakeups`.
@@ -71,6 +75,7 @@
 #define SG_MAX_SOURCES    1024    /* sending-address slots per group (`sources`,
                                    * `srccounts`); slot 0 is the default source */
 #define SG_DEFAULT_SOURCES 256    /* settings.max_sources unless configured */
+#define SG_MAX_ROOMS      256     /* entries of `room`: network namespaces served */
 
 /* SO_MARK of the waiting room's upstream sockets ("smtp"). */
 #define SG_ROOM_MARK      0x736d7470
@@ -124,7 +129,8 @@ struct sg_settings {
 	__u32 nports;
 	__u32 mode;                /* enum sg_mode */
 	__u64 event_interval_ns;   /* min gap between events of a group */
-	__u16 room_port;           /* waiting room port on 127.0.0.1 and ::1 (0: none) */
+	__u16 room_port;           /* the daemon's own namespace's room port (0: no daemon);
+	                            * each namespace's port is its listener's */
 	__u16 pad;
 	__u32 room_mark;           /* SO_MARK of the waiting room's upstreams */
 	__u32 max_sources;         /* sending-address slots in use at most, slot 0
@@ -191,13 +197,17 @@ struct sg_sock {
 	__u8  src[16];         /* queued: the address the socket was bound to
 	                        * before connect (IPv4 mapped), all zero if
 	                        * unbound (the kernel's choice) */
+	__u32 pad2;
+	__u64 netns;           /* queued: network namespace cookie of the client */
 };
 
 /* `pending`: BPF_MAP_TYPE_LRU_HASH, queued connects by client address. */
 struct sg_pending_key {
+	__u64 netns;           /* client's network namespace cookie */
 	__u8  addr[16];        /* client's local address (IPv4 mapped) */
 	__u16 port;            /* client's local port, host byte order */
 	__u16 pad;
+	__u32 pad2;
 };
 
 struct sg_pending {
@@ -213,12 +223,16 @@ struct sg_pending {
 	__u32 pad;
 };
 
-/* `wakeups`: BPF_MAP_TYPE_RINGBUF records, a slot of a queue group freed. */
+/* `wakeups`: BPF_MAP_TYPE_RINGBUF records, a slot of a queue group freed;
+ * or group SG_WAKE_NO_DOOR: a connect that would have queued found no
+ * waiting room in its network namespace (a new container): look for it. */
 struct sg_wakeup {
 	__u32 group;
 	__u32 slot;            /* the source slot that freed (0 in a group
 	                        * without per_source: one queue) */
 };
+
+#define SG_WAKE_NO_DOOR 0xffffffffu
 
 enum sg_event_kind {
 	SG_EV_REFUSED     = 1, /* connect refused with EPERM */

@@ -17,9 +17,9 @@
  * Limits change at run time through the control socket (`limit NAME N`).
  *
  * One thread, one epoll loop, non-blocking sockets, edge-triggered. It binds
- * only loopback addresses (and 2001:db8::/32, which tests put on the loopback
- * of their own network namespaces): this machine's rule is no traffic off
- * the host.
+ * only loopback addresses, or the test ranges 198.18.0.0/15 and
+ * 2001:db8::/32 that exist only inside network namespaces a test made:
+ * this machine's rule is no traffic off the host.
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -960,14 +960,17 @@ static int timers(void)
 
 /* ---- command line ---- */
 
-/* Loopback, or the IPv6 documentation prefix 2001:db8::/32, which tests
- * give the loopback of network namespaces of their own. */
+/* Loopback, or the test ranges that exist only in namespaces a test made
+ * (198.18.0.0/15, 2001:db8::/32). */
 static bool loopback(const struct sockaddr_storage *ss)
 {
 	const uint8_t *a6 = ((const struct sockaddr_in6 *)ss)->sin6_addr.s6_addr;
+	uint32_t a4;
 
-	if (ss->ss_family == AF_INET)
-		return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
+	if (ss->ss_family == AF_INET) {
+		a4 = ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr);
+		return (a4 >> 24) == 127 || (a4 >> 17) == (0xc612u >> 1);
+	}
 	return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)ss)->sin6_addr) ||
 	       (a6[0] == 0x20 && a6[1] == 0x01 && a6[2] == 0x0d && a6[3] == 0xb8);
 }
@@ -987,8 +990,8 @@ static void listen_on(struct persona *p, struct sockaddr_storage *ss)
 	else
 		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)ss)->sin6_addr, ip, sizeof(ip));
 	if (!loopback(ss))
-		die("persona %s: %s is not a loopback address; mxsim binds only 127.0.0.0/8, ::1 "
-		    "and 2001:db8::/32 (in a test's own network namespace)",
+		die("persona %s: %s is not a loopback or test address; mxsim binds only 127.0.0.0/8, "
+		    "::1 and, in a test's network namespace, 198.18.0.0/15 and 2001:db8::/32",
 		    p->name, ip);
 	if (ss->ss_family == AF_INET)
 		((struct sockaddr_in *)ss)->sin_port = htons(p->port);
@@ -1147,9 +1150,9 @@ static void usage(FILE *f)
 "An SMTP receiver simulating mail providers that throttle by concurrency or rate.\n"
 "\n"
 "  --persona NAME:ADDRS:PORT[:key=value...]\n"
-"      ADDRS   comma-separated IPv4, IPv4-IPv4 ranges or [IPv6]; loopback only\n"
-"              (127.0.0.0/8, [::1]; 2001:db8::/32 in a test netns),\n"
-"              e.g. 127.0.10.1-127.0.10.40\n"
+"      ADDRS   comma-separated IPv4, IPv4-IPv4 ranges or [IPv6]; loopback\n"
+"              (127.0.0.0/8, [::1]), e.g. 127.0.10.1-127.0.10.40, or inside a\n"
+"              test's network namespace 198.18.0.0/15 and [2001:db8::/32]\n"
 "      limit=N|none  sessions per client IP across all ADDRS (style=rate: new\n"
 "                    sessions per second per client IP); default none\n"
 "      style=gmail|outlook|rate|yahoo|generic  throttle reply (default: NAME\n"

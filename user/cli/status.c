@@ -135,11 +135,10 @@ int sg_status_print(FILE *fp, struct sg_kernel *k, bool json)
 	if (nsrc < 0)
 		nsrc = 0;
 	sg_kernel_source_alloc(k, &alloc);
-	/* A killed daemon leaves its port behind, not its listener. */
-	__u64 cookie;
-	__u32 zero = 0;
+	/* A killed daemon leaves its port behind, not its listeners. */
+	__u64 netns;
 
-	if (s.room_port && bpf_map_lookup_elem(k->room_fd, &zero, &cookie))
+	if (s.room_port && bpf_map_get_next_key(k->room_fd, NULL, &netns))
 		s.room_port = 0;
 	fbfd = sg_feedback_map(k->pin_dir, false);
 	sg_kernel_count_ranges(k, n4, n6);

@@ -22,6 +22,8 @@
 #include <bpf/libbpf.h>
 #include "cidr.h"
 #include "discover.h"
+#include "doors.h"
+#include "netns.h"
 #include "log.h"
 #include "room.h"
 
@@ -51,6 +53,7 @@ struct conn {
 	struct pipe_buf up, down;   /* client->upstream, upstream->client */
 	struct conn *next;     /* FIFO of a (group, source) while WAITING */
 	struct sg_room *owner;
+	struct sg_door *door;  /* came through it: its namespace is the client's */
 };
 
 /* The FIFO of one (group, source): a slot freed for a source admits its own. */
@@ -80,9 +83,10 @@ struct sg_room {
 	struct sg_kernel *k;
 	const struct sg_config *cfg;
 	struct sg_loop *loop;
-	int lfd4, lfd6, tick_fd;
+	struct sg_doors *doors;
+	int tick_fd;
 	bool ticking;
-	uint16_t port;
+	uint16_t port;              /* of the door in our own namespace */
 	struct ring_buffer *wake;
 	struct bpf_link *links[3];
 	char cgroup[PATH_MAX];      /* our own governed cgroup, "" if none made */
@@ -201,6 +205,7 @@ static void conn_free(struct conn *c)
 {
 	drop_fd(c->owner->loop, &c->cfd);
 	drop_fd(c->owner->loop, &c->ufd);
+	sg_door_put(c->door);
 	free(c);
 }
 
@@ -385,7 +390,9 @@ static void admit(struct sg_room *r, int g, uint32_t qslot)
 
 	while (q->head) {
 		struct conn *c = q->head;
-		int fd = socket(c->dst.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		/* Made in the client's namespace: its routes, NAT and source. */
+		int fd = sg_netns_socket(c->door->nsfd, c->dst.ss_family,
+					 SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC);
 		int err;
 
 		if (fd < 0)
@@ -494,6 +501,8 @@ static int on_wakeup(void *ctx, void *data, size_t len)
 
 	if (len >= sizeof(*w) && w->group < SG_MAX_GROUPS && w->slot < SG_MAX_SOURCES)
 		admit(r, (int)w->group, w->slot);
+	else if (len >= sizeof(*w) && w->group == SG_WAKE_NO_DOOR)
+		sg_doors_kick(r->doors);
 	return 0;
 }
 
@@ -507,9 +516,11 @@ static int on_wake_fd(void *arg, uint32_t events)
 	return 0;
 }
 
-static void pending_key(const struct sockaddr_storage *peer, struct sg_pending_key *key)
+static void pending_key(const struct sockaddr_storage *peer, uint64_t netns,
+			struct sg_pending_key *key)
 {
 	memset(key, 0, sizeof(*key));
+	key->netns = netns;
 	if (peer->ss_family == AF_INET) {
 		const struct sockaddr_in *a = (const struct sockaddr_in *)peer;
 
@@ -562,15 +573,14 @@ static void pending_addrs(const struct sg_pending *p, struct conn *c)
 	}
 }
 
-static int on_accept(void *arg, uint32_t events)
+static void on_accept(void *arg, struct sg_door *d)
 {
 	struct sg_room *r = arg;
 	int lfd = -1;
 
-	(void)events;
-	/* Both listeners share this handler: try each. */
+	/* A door's two listeners share this handler: try each. */
 	for (int i = 0; i < 2; i++) {
-		lfd = i ? r->lfd6 : r->lfd4;
+		lfd = i ? d->lfd6 : d->lfd4;
 		if (lfd < 0)
 			continue;
 		for (;;) {
@@ -583,7 +593,7 @@ static int on_accept(void *arg, uint32_t events)
 
 			if (fd < 0)
 				break;
-			pending_key(&peer, &key);
+			pending_key(&peer, d->cookie, &key);
 			if (bpf_map_lookup_and_delete_elem(r->k->pending_fd, &key, &p) ||
 			    p.group >= SG_MAX_GROUPS || p.slot >= SG_MAX_SOURCES ||
 			    !(c = calloc(1, sizeof(*c)))) {
@@ -599,10 +609,13 @@ static int on_accept(void *arg, uint32_t events)
 			/* One queue per source where the cap is per source, else one. */
 			c->qslot = r->k->groups[p.group].flags & SG_GROUP_PER_SOURCE ? p.slot : 0;
 			c->since_ms = now_ms();
+			c->door = d;
+			sg_door_get(d);
 			pending_addrs(&p, c);
 			if (sg_loop_add(r->loop, fd, EPOLLIN | EPOLLRDHUP, on_client, c)) {
+				c->cfd = -1;
 				close(fd);
-				free(c);
+				conn_free(c);
 				continue;
 			}
 			enqueue(c);
@@ -610,38 +623,6 @@ static int on_accept(void *arg, uint32_t events)
 		}
 	}
 	set_ticking(r);
-	return 0;
-}
-
-static int listen_on(const char *addr, uint16_t port)
-{
-	struct sockaddr_storage ss;
-	unsigned len;
-	int one = 1, fd;
-
-	if (sg_sockaddr(addr, port, &ss, &len))
-		return -EINVAL;
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (ss.ss_family == AF_INET6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&ss, len) || listen(fd, 4096)) {
-		int r = -errno;
-
-		close(fd);
-		return r;
-	}
-	return fd;
-}
-
-static int local_port(int fd)
-{
-	struct sockaddr_in a;
-	socklen_t len = sizeof(a);
-
-	return getsockname(fd, (struct sockaddr *)&a, &len) ? -errno : ntohs(a.sin_port);
 }
 
 static int write_pid(const char *cgroup)
@@ -718,7 +699,7 @@ int sg_room_start(struct sg_room **out, struct sg_kernel *k, const struct sg_con
 	struct sg_room *r = calloc(1, sizeof(*r));
 	struct sg_settings s;
 	__u32 zero = 0;
-	int ret, port = 0;
+	int ret;
 
 	if (!r || !(r->gq = calloc(SG_MAX_GROUPS, sizeof(*r->gq)))) {
 		free(r);
@@ -727,7 +708,7 @@ int sg_room_start(struct sg_room **out, struct sg_kernel *k, const struct sg_con
 	r->k = k;
 	r->cfg = cfg;
 	r->loop = loop;
-	r->lfd4 = r->lfd6 = r->tick_fd = -1;
+	r->tick_fd = -1;
 	for (int g = 0; g < SG_MAX_GROUPS; g++) {
 		memcpy(r->name[g], k->groups[g].name, SG_NAME_LEN);
 		int ci = sg_config_group(cfg, r->name[g]);
@@ -741,25 +722,6 @@ int sg_room_start(struct sg_room **out, struct sg_kernel *k, const struct sg_con
 		pr_err("waiting room: cannot govern its own connects: %s", strerror(-ret));
 		goto fail;
 	}
-	/* One port on 127.0.0.1 and ::1 (an IPv6-less host gets IPv4 only). */
-	for (int tries = 0; tries < 16; tries++) {
-		r->lfd4 = listen_on("127.0.0.1", 0);
-		if (r->lfd4 < 0) {
-			ret = r->lfd4;
-			goto fail;
-		}
-		port = local_port(r->lfd4);
-		r->lfd6 = listen_on("::1", (uint16_t)port);
-		if (r->lfd6 >= 0 || r->lfd6 != -EADDRINUSE)
-			break;
-		close(r->lfd4);
-		r->lfd4 = -1;
-	}
-	if (r->lfd4 < 0) {
-		ret = -EADDRINUSE;
-		goto fail;
-	}
-	r->port = (uint16_t)port;
 	r->tick_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	r->wake = ring_buffer__new(k->wakeups_fd, on_wakeup, r, NULL);
 	if (r->tick_fd < 0 || !r->wake) {
@@ -767,16 +729,13 @@ int sg_room_start(struct sg_room **out, struct sg_kernel *k, const struct sg_con
 		goto fail;
 	}
 	ring_buffer__consume(r->wake);     /* stale wakeups of a previous daemon */
-	if ((ret = sg_loop_add(loop, r->lfd4, EPOLLIN, on_accept, r)) ||
-	    (r->lfd6 >= 0 && (ret = sg_loop_add(loop, r->lfd6, EPOLLIN, on_accept, r))) ||
-	    (ret = sg_loop_add(loop, r->tick_fd, EPOLLIN, on_tick, r)) ||
+	if ((ret = sg_loop_add(loop, r->tick_fd, EPOLLIN, on_tick, r)) ||
 	    (ret = sg_loop_add(loop, ring_buffer__epoll_fd(r->wake), EPOLLIN, on_wake_fd, r)))
 		goto fail;
-	/* Open the doors last: the listener in the sockmap, then the port. */
-	__u64 lfd = (__u64)r->lfd4;
-
-	if (bpf_map_update_elem(k->room_fd, &zero, &lfd, BPF_ANY) ||
-	    bpf_map_lookup_elem(k->settings_fd, &zero, &s)) {
+	/* Open the doors last: a listener in each namespace, then the port. */
+	if ((ret = sg_doors_start(&r->doors, k, loop, on_accept, r, &r->port)))
+		goto fail;
+	if (bpf_map_lookup_elem(k->settings_fd, &zero, &s)) {
 		ret = -errno;
 		goto fail;
 	}
@@ -786,7 +745,8 @@ int sg_room_start(struct sg_room **out, struct sg_kernel *k, const struct sg_con
 		ret = -errno;
 		goto fail;
 	}
-	pr_info("waiting room on 127.0.0.1 and ::1 port %u%s%s", r->port,
+	pr_info("waiting room on 127.0.0.1 and ::1 port %u, and in each network namespace of the "
+		"governed processes (checked every %d s)%s%s", r->port, SG_DOORS_SCAN_MS / 1000,
 		r->cgroup[0] ? ", its connects governed in " : "", r->cgroup);
 	*out = r;
 	return 0;
@@ -803,7 +763,7 @@ void sg_room_stop(struct sg_room *r)
 	if (!r)
 		return;
 	/* Close the doors first: from now on over-cap connects are refused. */
-	bpf_map_delete_elem(r->k->room_fd, &zero);
+	sg_doors_stop(r->doors);
 	if (!bpf_map_lookup_elem(r->k->settings_fd, &zero, &s) && s.room_port == r->port) {
 		s.room_port = 0;
 		bpf_map_update_elem(r->k->settings_fd, &zero, &s, BPF_ANY);
@@ -818,8 +778,6 @@ void sg_room_stop(struct sg_room *r)
 		r->k->groups[g].waiting = 0;
 	}
 	free(r->gq);
-	drop_fd(r->loop, &r->lfd4);
-	drop_fd(r->loop, &r->lfd6);
 	drop_fd(r->loop, &r->tick_fd);
 	if (r->wake) {
 		sg_loop_del(r->loop, ring_buffer__epoll_fd(r->wake));

@@ -30,54 +30,7 @@
 #include <bpf/bpf.h>
 #include "kernel.h"
 #include "log.h"
-
-#define MAX_NETNS 64
-
-struct netns_set {
-	ino_t ino[MAX_NETNS];
-	int fd[MAX_NETNS];
-	int n;
-};
-
-static struct netns_set *walk_set;
-
-static void add_netns(struct netns_set *s, const char *pid)
-{
-	char path[64];
-	struct stat st;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%s/ns/net", pid);
-	if (stat(path, &st))
-		return;
-	for (int i = 0; i < s->n; i++)
-		if (s->ino[i] == st.st_ino)
-			return;
-	if (s->n == MAX_NETNS || (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-		return;
-	s->ino[s->n] = st.st_ino;
-	s->fd[s->n++] = fd;
-}
-
-static int visit_cgroup(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	char procs[PATH_MAX], pid[32];
-	FILE *fp;
-
-	(void)st; (void)ftw;
-	if (type != FTW_D)
-		return 0;
-	snprintf(procs, sizeof(procs), "%s/cgroup.procs", path);
-	fp = fopen(procs, "re");
-	if (!fp)
-		return 0;
-	while (fgets(pid, sizeof(pid), fp)) {
-		pid[strcspn(pid, "\n")] = '\0';
-		add_netns(walk_set, pid);
-	}
-	fclose(fp);
-	return 0;
-}
+#include "netns.h"
 
 /* Live socket cookies, sorted for bsearch. */
 struct cookies {
@@ -142,8 +95,9 @@ static int dump(int nl, int family, struct cookies *alive)
 	}
 }
 
-static int dump_netns(struct cookies *alive)
+static int dump_netns(void *arg)
 {
+	struct cookies *alive = arg;
 	int nl = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
 	int r;
 
@@ -166,30 +120,19 @@ static int cmp_u64(const void *a, const void *b)
 /* Every TCP socket cookie in our netns and in those of the cgroup's processes. */
 static int live_cookies(struct sg_kernel *k, struct cookies *alive)
 {
-	struct netns_set set = { .n = 0 };
-	int self, r = 0;
+	struct sg_netns_set set;
+	int r = 0;
 
-	self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-	if (self < 0)
-		return -errno;
-	add_netns(&set, "self");
-	if (k->cgroup_path[0]) {
-		walk_set = &set;
-		nftw(k->cgroup_path, visit_cgroup, 16, FTW_PHYS | FTW_MOUNT);
-		walk_set = NULL;
-	}
+	sg_netns_scan(k->cgroup_path, &set);
 	for (int i = 0; i < set.n && !r; i++) {
-		if (i > 0 && setns(set.fd[i], CLONE_NEWNET)) {
-			r = -errno;
-			break;
-		}
-		r = dump_netns(alive);
+		int fd = i ? sg_netns_open(set.pid[i], set.ino[i]) : -1;
+
+		if (i && fd < 0)
+			continue;      /* gone meanwhile: so are its sockets */
+		r = sg_netns_run(fd, dump_netns, alive);
+		if (fd >= 0)
+			close(fd);
 	}
-	if (setns(self, CLONE_NEWNET) && !r)
-		r = -errno;
-	for (int i = 0; i < set.n; i++)
-		close(set.fd[i]);
-	close(self);
 	qsort(alive->v, alive->n, sizeof(*alive->v), cmp_u64);
 	return r;
 }

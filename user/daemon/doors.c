@@ -1,0 +1,298 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause
+/* The waiting room's doors, one per network namespace (see doors.h). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include "cidr.h"
+#include "doors.h"
+#include "log.h"
+#include "netns.h"
+
+struct sg_doors {
+	struct sg_kernel *k;
+	struct sg_loop *loop;
+	sg_door_fn on_accept;
+	void *ctx;
+	int scan_fd;
+	bool kicked;           /* a scan is due in SG_DOORS_KICK_MS */
+	struct sg_door *d[SG_MAX_NETNS];   /* open (or failed) doors; [0] is ours */
+	int n;
+};
+
+static int listen_on(const char *addr, uint16_t port)
+{
+	struct sockaddr_storage ss;
+	unsigned len;
+	int one = 1, fd;
+
+	if (sg_sockaddr(addr, port, &ss, &len))
+		return -EINVAL;
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (ss.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, len) || listen(fd, 4096)) {
+		int r = -errno;
+
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+static int local_port(int fd)
+{
+	struct sockaddr_in a;
+	socklen_t len = sizeof(a);
+
+	return getsockname(fd, (struct sockaddr *)&a, &len) ? -errno : ntohs(a.sin_port);
+}
+
+/* In the door's namespace: one free port on 127.0.0.1 and ::1 (IPv4 only
+ * where there is no IPv6 loopback). */
+static int listen_here(void *arg)
+{
+	struct sg_door *d = arg;
+	int port = 0;
+
+	for (int tries = 0; tries < 16; tries++) {
+		d->lfd4 = listen_on("127.0.0.1", 0);
+		if (d->lfd4 < 0)
+			return d->lfd4;
+		port = local_port(d->lfd4);
+		d->lfd6 = listen_on("::1", (uint16_t)port);
+		if (d->lfd6 >= 0 || d->lfd6 != -EADDRINUSE)
+			break;
+		close(d->lfd4);
+		d->lfd4 = -1;
+	}
+	if (d->lfd4 < 0)
+		return -EADDRINUSE;
+	if (d->lfd6 < 0)
+		d->lfd6 = -1;
+	d->port = (uint16_t)port;
+	return 0;
+}
+
+static int on_listener(void *arg, uint32_t events)
+{
+	struct sg_door *d = arg;
+
+	(void)events;
+	d->set->on_accept(d->set->ctx, d);
+	return 0;
+}
+
+/* Listen in the door's namespace and put the listener in `room`. */
+static int open_door(struct sg_doors *ds, struct sg_door *d)
+{
+	__u64 fd;
+	int r;
+
+	d->lfd4 = d->lfd6 = -1;
+	if ((r = sg_netns_run(d->nsfd, listen_here, d)) ||
+	    (r = sg_netns_cookie(d->lfd4, &d->cookie)) ||
+	    (r = sg_loop_add(ds->loop, d->lfd4, EPOLLIN, on_listener, d)) ||
+	    (d->lfd6 >= 0 && (r = sg_loop_add(ds->loop, d->lfd6, EPOLLIN, on_listener, d))))
+		return r;
+	fd = (__u64)d->lfd4;
+	if (bpf_map_update_elem(ds->k->room_fd, &d->cookie, &fd, BPF_ANY))
+		return -errno;
+	return 0;
+}
+
+static void close_listeners(struct sg_doors *ds, struct sg_door *d)
+{
+	int *fds[] = { &d->lfd4, &d->lfd6 };
+
+	/* Out of `room` first: from now on its over-cap connects are refused. */
+	if (d->lfd4 >= 0)
+		bpf_map_delete_elem(ds->k->room_fd, &d->cookie);
+	for (int i = 0; i < 2; i++)
+		if (*fds[i] >= 0) {
+			sg_loop_del(ds->loop, *fds[i]);
+			close(*fds[i]);
+			*fds[i] = -1;
+		}
+}
+
+void sg_door_get(struct sg_door *d)
+{
+	d->refs++;
+}
+
+void sg_door_put(struct sg_door *d)
+{
+	if (--d->refs)
+		return;
+	if (d->nsfd >= 0)
+		close(d->nsfd);
+	free(d);
+}
+
+/* Close a door; connections that came through it keep it until they end. */
+static void drop(struct sg_doors *ds, int i)
+{
+	struct sg_door *d = ds->d[i];
+
+	close_listeners(ds, d);
+	ds->d[i] = ds->d[--ds->n];
+	sg_door_put(d);
+}
+
+static struct sg_door *add(struct sg_doors *ds, ino_t ino, pid_t pid)
+{
+	struct sg_door *d;
+	int fd = pid ? sg_netns_open(pid, ino) : -1;
+
+	if ((pid && fd < 0) || ds->n == SG_MAX_NETNS || !(d = calloc(1, sizeof(*d)))) {
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	d->ino = ino;
+	d->nsfd = fd;
+	d->lfd4 = d->lfd6 = -1;
+	d->refs = 1;
+	d->set = ds;
+	ds->d[ds->n++] = d;
+	return d;
+}
+
+/* Bring the doors in line with the namespaces the cgroup's processes use. */
+static void scan(struct sg_doors *ds)
+{
+	struct sg_netns_set set;
+	int r;
+
+	sg_netns_scan(ds->k->cgroup_path, &set);
+	/* Namespaces nobody in the cgroup uses any more (ours stays). */
+	for (int i = ds->n - 1; i > 0; i--) {
+		int j = 1;
+
+		while (j < set.n && set.ino[j] != ds->d[i]->ino)
+			j++;
+		if (j < set.n)
+			continue;
+		if (!ds->d[i]->failed)
+			pr_info("waiting room: network namespace %lu has no governed process left; "
+				"its door (port %u) is closed", (unsigned long)ds->d[i]->ino, ds->d[i]->port);
+		drop(ds, i);
+	}
+	/* New ones, and those where listening failed before (a loopback that
+	 * was still down when the container started). */
+	for (int j = 1; j < set.n; j++) {
+		struct sg_door *d = NULL;
+
+		for (int i = 0; i < ds->n; i++)
+			if (ds->d[i]->ino == set.ino[j])
+				d = ds->d[i];
+		if (d && !d->failed)
+			continue;
+		if (!d && !(d = add(ds, set.ino[j], set.pid[j])))
+			continue;
+		if ((r = open_door(ds, d))) {
+			close_listeners(ds, d);
+			if (!d->failed)
+				pr_warn("waiting room: network namespace %lu (pid %d): cannot listen on its "
+					"127.0.0.1: %s; its over-cap connects are refused (retrying every %d s)",
+					(unsigned long)d->ino, (int)set.pid[j], strerror(-r),
+					SG_DOORS_SCAN_MS / 1000);
+			d->failed = true;
+			continue;
+		}
+		pr_info("waiting room: door in network namespace %lu (pid %d) on 127.0.0.1%s port %u",
+				(unsigned long)d->ino, (int)set.pid[j], d->lfd6 >= 0 ? " and ::1" : "",
+				d->port);
+		d->failed = false;
+	}
+}
+
+static int on_scan(void *arg, uint32_t events)
+{
+	struct sg_doors *ds = arg;
+	uint64_t ticks;
+
+	(void)events;
+	if (read(ds->scan_fd, &ticks, sizeof(ticks)) >= 0)
+		scan(ds);
+	ds->kicked = false;
+	return 0;
+}
+
+void sg_doors_kick(struct sg_doors *ds)
+{
+	struct itimerspec its = {
+		.it_value.tv_nsec = SG_DOORS_KICK_MS * 1000000L,
+		.it_interval.tv_sec = SG_DOORS_SCAN_MS / 1000,
+	};
+
+	if (!ds || ds->kicked)
+		return;
+	ds->kicked = true;
+	timerfd_settime(ds->scan_fd, 0, &its, NULL);
+}
+
+int sg_doors_start(struct sg_doors **out, struct sg_kernel *k, struct sg_loop *loop,
+		   sg_door_fn on_accept, void *ctx, uint16_t *port)
+{
+	struct sg_doors *ds = calloc(1, sizeof(*ds));
+	struct sg_netns_set self;
+	struct sg_door *d;
+	int r;
+
+	if (!ds)
+		return -ENOMEM;
+	ds->k = k;
+	ds->loop = loop;
+	ds->on_accept = on_accept;
+	ds->ctx = ctx;
+	ds->scan_fd = -1;
+	sg_netns_scan(NULL, &self);
+	if (!(d = add(ds, self.ino[0], 0))) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	if ((r = open_door(ds, d))) {
+		if (r == -ENOPROTOOPT)
+			pr_err("waiting room: no SO_NETNS_COOKIE (kernel 5.14 or later needed)");
+		goto fail;
+	}
+	*port = d->port;
+	ds->scan_fd = sg_timerfd(SG_DOORS_SCAN_MS);
+	if (ds->scan_fd < 0) {
+		r = ds->scan_fd;
+		goto fail;
+	}
+	if ((r = sg_loop_add(loop, ds->scan_fd, EPOLLIN, on_scan, ds)))
+		goto fail;
+	scan(ds);
+	*out = ds;
+	return 0;
+fail:
+	sg_doors_stop(ds);
+	return r;
+}
+
+void sg_doors_stop(struct sg_doors *ds)
+{
+	if (!ds)
+		return;
+	while (ds->n)
+		drop(ds, ds->n - 1);
+	if (ds->scan_fd >= 0) {
+		sg_loop_del(ds->loop, ds->scan_fd);
+		close(ds->scan_fd);
+	}
+	free(ds);
+}
