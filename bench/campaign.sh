@@ -14,7 +14,10 @@
 # learning from cap 10; oracle static cap 3 (refuse, queue) - with short
 # retry timings (queue_run_delay = minimal_backoff_time = 2s), then the key
 # rows with Postfix's default retry timings (300s), the queue rows with
-# smtp_connection_cache_on_demand = no and yes.
+# smtp_connection_cache_on_demand = no and yes. Last, the "greeting" world
+# (lib.sh greeting_provider): a provider allowing 2 sessions that answers
+# the rest at the greeting, Postfix on its defaults but the short timings,
+# smtpgov with one group on the defaults (cap 8), killed midway.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/../tests/e2e/lib.sh"
@@ -38,25 +41,41 @@ sg_conf() {
 		"cap = 2" "${extra[@]}"
 }
 
-# run NAME GOVERNOR POSTFIX_SETTINGS...: GOVERNOR is none, or
-# VERDICT:CAP:MIN:MAX[:retry]. Appends one tab-separated result line to RESULTS.
+# run NAME GOVERNOR POSTFIX_SETTINGS...: GOVERNOR is none,
+# VERDICT:CAP:MIN:MAX[:retry], or user:CAP[:kill] (sg_user_conf: one group on
+# the defaults; kill: SIGKILL and a new load once half the mail arrived).
+# WORLD=greeting runs against greeting_provider instead of the gmail
+# persona. Appends one tab-separated result line to RESULTS.
 run() {
-	local name=$1 gov=$2
+	local name=$1 gov=$2 P=gmail
 	shift 2
+	[ "${WORLD:-}" = greeting ] && P=corp
 	if [ -n "${BENCH_ONLY:-}" ] && ! [[ $name =~ $BENCH_ONLY ]]; then
 		return 0
 	fi
 	(
-		local t0 t_all=- delivered refused=- p50=- p99=- learned=- v cap min max rt
+		local t0 t_all=- delivered refused=- p50=- p99=- learned=- v cap min max rt killed=
 		e2e_init
-		mx_start --persona "gmail:127.0.10.1-127.0.10.40:2525:limit=$LIMIT:stage=rcpt:greet_delay=150:data_delay=100"
 		# shellcheck disable=SC2068
 		pf_create $@
-		pf_route_range gmail $DOMAINS 127.0.10 1 40 2525
+		if [ $P = corp ]; then
+			greeting_provider
+		else
+			mx_start --persona "gmail:127.0.10.1-127.0.10.40:2525:limit=$LIMIT:stage=rcpt:greet_delay=150:data_delay=100"
+			pf_route_range gmail $DOMAINS 127.0.10 1 40 2525
+		fi
 		if [ "$gov" != none ]; then
 			IFS=: read -r v cap min max rt <<<"$gov"
 			sg_init bench
-			sg_conf "$v" "$cap" "$min" "$max" "$rt"
+			if [ "$v" = user ]; then
+				sg_user_conf "$cap"
+				v=queue killed=$min
+			elif [ $P = corp ]; then
+				sg_user_conf "$cap"
+				printf 'min_cap = %s\nmax_cap = %s\nverdict = %s\n' "$min" "$max" "$v" >>"$SG_CONF"
+			else
+				sg_conf "$v" "$cap" "$min" "$max" "$rt"
+			fi
 			sg_start
 			pf_start "$SG_CG"
 		else
@@ -71,22 +90,28 @@ run() {
 				break
 			fi
 			(( ($(date +%s%N) - t0) / 1000000000 < DEADLINE )) || break
+			if [ "$killed" = kill ] && [ "$(mx_stat "s['personas']['$P']['accepted']")" -ge $((MSGS / 2)) ]; then
+				note "$name: SIGKILL to the daemon, then a new load"
+				sg_kill
+				sg_start
+				killed=done
+			fi
 			sleep 0.2
 		done
-		delivered=$(mx_stat "s['personas']['gmail']['accepted']")
+		delivered=$(mx_stat "s['personas']['$P']['accepted']")
 		if [ "$gov" != none ]; then
-			refused=$(sg_stat gmail refused)
-			learned=$(sg_stat gmail cap)
+			refused=$(sg_stat $P refused)
+			learned=$(sg_stat $P cap)
 			case $v in queue)
-				p50=$(sg_stat gmail wait_p50_ms) p99=$(sg_stat gmail wait_p99_ms) ;;
+				p50=$(sg_stat $P wait_p50_ms) p99=$(sg_stat $P wait_p99_ms) ;;
 			esac
 		fi
 		printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" \
-			"$(mx_stat "s['personas']['gmail']['throttled']")" "$delivered" \
+			"$(mx_stat "s['personas']['$P']['throttled']")" "$delivered" \
 			"$([ "$t_all" = - ] && echo "- ($delivered by ${DEADLINE} s)" || awk -v t="$t_all" 'BEGIN { printf "%.1f s", t / 1000 }')" \
 			"$refused" "$(pf_log_count 'delivery temporarily suspended')" \
 			"$(pf_log_count 'status=deferred')" "$p50" "$p99" \
-			"$(mx_stat "s['personas']['gmail']['peak']")" "$learned" >>"$RESULTS"
+			"$(mx_stat "s['personas']['$P']['peak']")" "$learned" >>"$RESULTS"
 		note "$name: $(tail -n 1 "$RESULTS")"
 	) || echo -e "$name\tFAILED (see above)" >>"$RESULTS"
 }
@@ -106,9 +131,12 @@ run "default timings: smtpgov queue, learning, cache_on_demand=no, retry_command
 run "default timings: smtpgov queue, from cap 2, cache_on_demand=no, retry_command" queue:2:1:10:retry $DEFAULT smtp_connection_cache_on_demand=no
 run "default timings: oracle queue, cache_on_demand=no" queue:3:3:3 $DEFAULT smtp_connection_cache_on_demand=no
 run "default timings: oracle queue, cache_on_demand=yes" queue:3:3:3 $DEFAULT smtp_connection_cache_on_demand=yes
+WORLD=greeting run "greeting 421s (limit 2): Postfix alone" none $SHORT
+WORLD=greeting run "greeting 421s (limit 2): smtpgov, one group on the defaults, cap 8, killed midway" user:8:kill $SHORT
+WORLD=greeting run "greeting 421s (limit 2): oracle queue, static cap 2" queue:2:2:2 $SHORT
 
 echo
-echo "Campaign: $MSGS messages to $DOMAINS domains of one provider allowing $LIMIT sessions per client IP (mxsim gmail persona, 421-4.4.5 at RCPT); deadline $DEADLINE s per run; short timings: $SHORT; default timings: $DEFAULT; Postfix $(postconf -d -h mail_version), kernel $(uname -r), $(nproc) CPUs; total $((SECONDS - T0)) s."
+echo "Campaign: $MSGS messages to $DOMAINS domains of one provider allowing $LIMIT sessions per client IP (mxsim gmail persona, 421-4.4.5 at RCPT; the greeting rows: 2 sessions, 421 4.7.0 at the greeting); deadline $DEADLINE s per run; short timings: $SHORT; default timings: $DEFAULT; Postfix $(postconf -d -h mail_version), kernel $(uname -r), $(nproc) CPUs; total $((SECONDS - T0)) s."
 echo
 echo "| run | throttle replies received | delivered | time to deliver all | refused by smtpgov | \"delivery temporarily suspended\" lines | deferred lines | wait p50 / p99 (ms) | peak sessions | cap at end |"
 echo "|---|---|---|---|---|---|---|---|---|---|"

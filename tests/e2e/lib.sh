@@ -41,6 +41,8 @@ PF_NETNS=         # when set, pf_start starts Postfix in this network namespace
 SG_NETNS=         # when set, sg_start runs the daemon in this network namespace
 E2E_NETNS=()      # network namespaces made by ns_add (deleted by e2e_cleanup)
 E2E_PIDS=()       # other processes a test started (ended by e2e_cleanup)
+SG_HOLD_PID=      # tests/tools/fdhold running the daemon (sg_fdstore_start)
+FDHOLD=${FDHOLD:-$E2E_ROOT/build/fdhold}
 
 # note MSG...: progress line on stderr, with the seconds since e2e_init.
 note() {
@@ -478,9 +480,17 @@ sg_start() {
 			"$SMTPGOV" --pin-dir "$SG_PIN" load "${target[@]}" --config "$SG_CONF" \
 			--log "$PF_LOG" "$@") >>"$SG_DLOG" 2>&1 &
 	SG_PID=$!
+	sg_wait_following 0 "$SG_PID"
+}
+
+# sg_wait_following N PID: waits until SG_DLOG says more than N times that
+# the daemon follows PF_LOG (PID, which runs it, must stay alive).
+sg_wait_following() {
+	local i
+
 	for i in $(seq 200); do
-		tail -n 20 "$SG_DLOG" | grep -q "following $PF_LOG" && return 0
-		kill -0 "$SG_PID" 2>/dev/null || break
+		[ "$(grep -c "following $PF_LOG" "$SG_DLOG")" -gt "$1" ] && return 0
+		kill -0 "$2" 2>/dev/null || break
 		sleep 0.05
 	done
 	tail -n 20 "$SG_DLOG" >&2
@@ -488,9 +498,42 @@ sg_start() {
 	fail "smtpgov load did not start following $PF_LOG"
 }
 
+# sg_fdstore_start [OPTIONS...]: like sg_start, but under tests/tools/fdhold,
+# the stand-in for systemd's file descriptor store with Restart=always: a
+# daemon that ends is started again with the fds it stored. Sets SG_PID
+# (the daemon) and SG_HOLD_PID.
+sg_fdstore_start() {
+	[ -f "$PF_LOG" ] || : >"$PF_LOG"
+	echo "--- start under fdhold $(date +%T)" >>"$SG_DLOG"
+	rm -f "$E2E_DIR/smtpgov.pid"
+	(echo "$BASHPID" >"$SG_DCG/cgroup.procs" &&
+		exec "$FDHOLD" --pid-file "$E2E_DIR/smtpgov.pid" --socket "$E2E_DIR/notify.sock" -- \
+			"$SMTPGOV" --pin-dir "$SG_PIN" load --cgroup "$SG_CG" --config "$SG_CONF" \
+			--log "$PF_LOG" "$@") >>"$SG_DLOG" 2>&1 &
+	SG_HOLD_PID=$!
+	sg_wait_following "$(grep -c "following $PF_LOG" "$SG_DLOG")" "$SG_HOLD_PID"
+	SG_PID=$(cat "$E2E_DIR/smtpgov.pid")
+}
+
+# sg_fdstore_restart SIGNAL: sends SIGNAL (TERM, KILL) to the daemon that
+# runs under fdhold and waits until the next one follows the log.
+sg_fdstore_restart() {
+	local n
+
+	n=$(grep -c "following $PF_LOG" "$SG_DLOG")
+	kill -"$1" "$SG_PID"
+	sg_wait_following "$n" "$SG_HOLD_PID"
+	SG_PID=$(cat "$E2E_DIR/smtpgov.pid")
+}
+
 # sg_stop: SIGTERM to the daemon sg_start started (it removes its waiting
 # room cgroup), SIGKILL after 5 s. Enforcement stays pinned.
 sg_stop() {
+	if [ -n "$SG_HOLD_PID" ]; then   # fdhold passes SIGTERM on and ends
+		stop_pid "$SG_HOLD_PID"
+		SG_HOLD_PID= SG_PID=
+		sg_rm_rooms
+	fi
 	[ -n "$SG_PID" ] || return 0
 	stop_pid "$SG_PID"
 	SG_PID=
@@ -678,4 +721,28 @@ ns_link() {
 	ns_exec "$a" ip addr add "$aa" dev "${ia:0:15}" && ns_exec "$a" ip link set "${ia:0:15}" up &&
 		ns_exec "$b" ip addr add "$ba" dev "${ib:0:15}" && ns_exec "$b" ip link set "${ib:0:15}" up ||
 		fail "addresses on veth $a-$b"
+}
+
+# greeting_provider [LIMIT]: a provider smtpgov has never heard of (mxsim's
+# generic persona "corp", 127.0.30.1-40, port 25): LIMIT (2) sessions per
+# client address, the rest answered AT THE GREETING with "421 4.7.0 Too many
+# concurrent connections from IP"; and Postfix routes for 40 domains of it
+# (each its own nexthop). Call after pf_create.
+greeting_provider() {
+	mx_start --persona "corp:127.0.30.1-127.0.30.40:25:limit=${1:-2}:style=generic:stage=greeting:greet_delay=50:data_delay=50"
+	pf_route_range corp 40 127.0.30 1 40 25
+}
+
+# sg_user_conf CAP: writes $SG_CONF as a new user would for greeting_provider:
+# one [group] with its range and a guessed cap, nothing else (defaults), but
+# the test's own state file.
+sg_user_conf() {
+	cat >"$SG_CONF" <<EOF
+[global]
+state = $SG_STATE   ; the test's own state file, not /var/lib/smtpgov
+
+[group corp]
+ranges = 127.0.30.0/24
+cap = $1
+EOF
 }

@@ -13,6 +13,7 @@
 #include <bpf/bpf.h>
 #include "cidr.h"
 #include "doors.h"
+#include "fdstore.h"
 #include "log.h"
 #include "netns.h"
 
@@ -25,6 +26,11 @@ struct sg_doors {
 	bool kicked;           /* a scan is due in SG_DOORS_KICK_MS */
 	struct sg_door *d[SG_MAX_NETNS];   /* open (or failed) doors; [0] is ours */
 	int n;
+	struct sg_fd_given *given; /* fds the previous daemon left (taken: fd -1) */
+	int ngiven;
+	bool store;            /* listeners go to the fd store */
+	bool stored;           /* ours are there: a restart keeps the room */
+	bool leaving;          /* stopping for a restart: leave room and store as they are */
 };
 
 static int listen_on(const char *addr, uint16_t port)
@@ -93,14 +99,48 @@ static int on_listener(void *arg, uint32_t events)
 	return 0;
 }
 
-/* Listen in the door's namespace and put the listener in `room`. */
+/* A door's listener in the fd store: "door4.INO", "door6.INO". */
+static void door_name(const struct sg_door *d, int v6, char *buf)
+{
+	snprintf(buf, SG_FDNAME_LEN, "door%d.%lu", v6 ? 6 : 4, (unsigned long)d->ino);
+}
+
+/* The previous daemon's listeners for this door's namespace, if it left them. */
+static bool take_given(struct sg_doors *ds, struct sg_door *d)
+{
+	int *lfd[2] = { &d->lfd4, &d->lfd6 };
+	char name[SG_FDNAME_LEN];
+
+	for (int v6 = 0; v6 < 2; v6++) {
+		door_name(d, v6, name);
+		for (int i = 0; i < ds->ngiven; i++) {
+			int on = 0;
+			socklen_t len = sizeof(on);
+
+			if (ds->given[i].fd < 0 || strcmp(ds->given[i].name, name) ||
+			    getsockopt(ds->given[i].fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) || !on)
+				continue;
+			*lfd[v6] = ds->given[i].fd;
+			ds->given[i].fd = -1;
+		}
+	}
+	if (d->lfd4 < 0)
+		return false;
+	d->port = (uint16_t)local_port(d->lfd4);
+	return true;
+}
+
+/* Listen in the door's namespace (or take the previous daemon's listeners)
+ * and put the listener in `room`. */
 static int open_door(struct sg_doors *ds, struct sg_door *d)
 {
+	bool taken;
 	__u64 fd;
 	int r;
 
 	d->lfd4 = d->lfd6 = -1;
-	if ((r = sg_netns_run(d->nsfd, listen_here, d)) ||
+	taken = take_given(ds, d);
+	if ((!taken && (r = sg_netns_run(d->nsfd, listen_here, d))) ||
 	    (r = sg_netns_cookie(d->lfd4, &d->cookie)) ||
 	    (r = sg_loop_add(ds->loop, d->lfd4, EPOLLIN, on_listener, d)) ||
 	    (d->lfd6 >= 0 && (r = sg_loop_add(ds->loop, d->lfd6, EPOLLIN, on_listener, d))))
@@ -108,6 +148,16 @@ static int open_door(struct sg_doors *ds, struct sg_door *d)
 	fd = (__u64)d->lfd4;
 	if (bpf_map_update_elem(ds->k->room_fd, &d->cookie, &fd, BPF_ANY))
 		return -errno;
+	d->stored = taken;     /* they came from the store and stay there */
+	if (!taken && ds->store) {
+		char name[SG_FDNAME_LEN];
+
+		door_name(d, 0, name);
+		d->stored = !sg_fdstore_put(d->lfd4, name);
+		door_name(d, 1, name);
+		if (d->stored && d->lfd6 >= 0 && sg_fdstore_put(d->lfd6, name))
+			d->stored = false;
+	}
 	return 0;
 }
 
@@ -115,9 +165,20 @@ static void close_listeners(struct sg_doors *ds, struct sg_door *d)
 {
 	int *fds[] = { &d->lfd4, &d->lfd6 };
 
-	/* Out of `room` first: from now on its over-cap connects are refused. */
-	if (d->lfd4 >= 0)
+	/* Leaving for a restart, a stored door stays in `room` and in the
+	 * store; else out of `room` first: its over-cap connects are refused. */
+	bool keep = ds->leaving && d->stored;
+	char name[SG_FDNAME_LEN];
+
+	if (!keep && d->lfd4 >= 0)
 		bpf_map_delete_elem(ds->k->room_fd, &d->cookie);
+	if (d->stored && !keep) {
+		for (int v6 = 0; v6 < 2; v6++) {
+			door_name(d, v6, name);
+			sg_fdstore_drop(name);
+		}
+		d->stored = false;
+	}
 	for (int i = 0; i < 2; i++)
 		if (*fds[i] >= 0) {
 			sg_loop_del(ds->loop, *fds[i]);
@@ -243,8 +304,30 @@ void sg_doors_kick(struct sg_doors *ds)
 	timerfd_settime(ds->scan_fd, 0, &its, NULL);
 }
 
+struct sg_door *sg_doors_find(struct sg_doors *ds, unsigned long ino)
+{
+	for (int i = 0; ds && i < ds->n; i++)
+		if (ds->d[i]->ino == ino && ds->d[i]->lfd4 >= 0)
+			return ds->d[i];
+	return NULL;
+}
+
+bool sg_doors_stored(const struct sg_doors *ds)
+{
+	return ds && ds->n && ds->d[0]->stored;
+}
+
+void sg_doors_leave(struct sg_doors *ds)
+{
+	if (!ds)
+		return;
+	ds->leaving = true;
+	sg_doors_stop(ds);
+}
+
 int sg_doors_start(struct sg_doors **out, struct sg_kernel *k, struct sg_loop *loop,
-		   sg_door_fn on_accept, void *ctx, uint16_t *port)
+		   sg_door_fn on_accept, void *ctx, uint16_t *port,
+		   struct sg_fd_given *given, int ngiven)
 {
 	struct sg_doors *ds = calloc(1, sizeof(*ds));
 	struct sg_netns_set self;
@@ -258,6 +341,9 @@ int sg_doors_start(struct sg_doors **out, struct sg_kernel *k, struct sg_loop *l
 	ds->on_accept = on_accept;
 	ds->ctx = ctx;
 	ds->scan_fd = -1;
+	ds->given = given;
+	ds->ngiven = ngiven;
+	ds->store = sg_fdstore_on();
 	sg_netns_scan(NULL, &self);
 	if (!(d = add(ds, self.ino[0], 0))) {
 		r = -ENOMEM;
@@ -277,6 +363,15 @@ int sg_doors_start(struct sg_doors **out, struct sg_kernel *k, struct sg_loop *l
 	if ((r = sg_loop_add(loop, ds->scan_fd, EPOLLIN, on_scan, ds)))
 		goto fail;
 	scan(ds);
+	/* The previous daemon's doors of namespaces that are gone. */
+	for (int i = 0; i < ngiven; i++)
+		if (given[i].fd >= 0 && !strncmp(given[i].name, "door", 4)) {
+			close(given[i].fd);
+			given[i].fd = -1;
+			sg_fdstore_drop(given[i].name);
+		}
+	ds->given = NULL;
+	ds->ngiven = 0;
 	*out = ds;
 	return 0;
 fail:

@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include "fdstore.h"
 #include "kernel.h"
 #include "loop.h"
 
@@ -32,6 +33,7 @@ struct sg_door {
 	uint64_t cookie;       /* the namespace's cookie: key of `room` and `pending` */
 	unsigned refs;         /* the set's while open, plus one per connection */
 	bool failed;           /* could not listen there (said once) */
+	bool stored;           /* its listeners are in the fd store */
 	struct sg_doors *set;
 };
 
@@ -40,10 +42,21 @@ typedef void (*sg_door_fn)(void *ctx, struct sg_door *d);
 
 /*
  * Open the door in our own namespace (its port is returned in *port) and
- * the doors of the governed cgroup's namespaces, then keep scanning.
+ * the doors of the governed cgroup's namespaces, then keep scanning. With
+ * an fd store (fdstore.h) each door's listeners go there ("door4.INO",
+ * "door6.INO"), and a door whose listeners the previous daemon left in
+ * given (taken: their fd set to -1) opens on them, still in `room`, its
+ * backlog intact.
  */
 int sg_doors_start(struct sg_doors **out, struct sg_kernel *k, struct sg_loop *loop,
-		   sg_door_fn on_accept, void *ctx, uint16_t *port);
+		   sg_door_fn on_accept, void *ctx, uint16_t *port,
+		   struct sg_fd_given *given, int ngiven);
+/* Are our own door's listeners in the fd store (a restart keeps the room)? */
+bool sg_doors_stored(const struct sg_doors *ds);
+/* The open door of network namespace ino, or NULL. */
+struct sg_door *sg_doors_find(struct sg_doors *ds, unsigned long ino);
+/* Stop for a restart: stored doors stay in `room` and in the store. */
+void sg_doors_leave(struct sg_doors *ds);
 /* The kernel met a namespace without a door: scan soon (bursts coalesce). */
 void sg_doors_kick(struct sg_doors *ds);
 /* Close every door (leaving `room`); connections keep theirs until put. */

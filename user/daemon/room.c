@@ -23,6 +23,7 @@
 #include "cidr.h"
 #include "discover.h"
 #include "doors.h"
+#include "fdstore.h"
 #include "netns.h"
 #include "log.h"
 #include "room.h"
@@ -54,6 +55,8 @@ struct conn {
 	struct conn *next;     /* FIFO of a (group, source) while WAITING */
 	struct sg_room *owner;
 	struct sg_door *door;  /* came through it: its namespace is the client's */
+	char stored[SG_FDNAME_LEN]; /* its name in the fd store, or "" */
+	bool taken;            /* a relay the previous daemon left */
 };
 
 /* The FIFO of one (group, source): a slot freed for a source admits its own. */
@@ -86,6 +89,11 @@ struct sg_room {
 	struct sg_doors *doors;
 	int tick_fd;
 	bool ticking;
+	bool stored;                /* our door is in the fd store: a restart keeps the room */
+	unsigned nrelays;           /* relays started, for their names in the store */
+	unsigned taken_relays;      /* relays the previous daemon left, still relayed on */
+	struct sg_fd_given *oldlinks; /* the hooks of earlier daemons' room cgroups */
+	int noldlinks;
 	uint16_t port;              /* of the door in our own namespace */
 	struct ring_buffer *wake;
 	struct bpf_link *links[3];
@@ -201,11 +209,44 @@ static void drop_fd(struct sg_loop *loop, int *fd)
 	*fd = -1;
 }
 
+/* A relay's two fds in the store: NAME.c (the MTA's side), NAME.u (upstream). */
+static void relay_names(const struct conn *c, char *cn, char *un)
+{
+	snprintf(cn, SG_FDNAME_LEN, "%.*s.c", SG_FDNAME_LEN - 3, c->stored);
+	snprintf(un, SG_FDNAME_LEN, "%.*s.u", SG_FDNAME_LEN - 3, c->stored);
+}
+
+/*
+ * The hooks of an earlier daemon's room cgroup, kept in the store while a
+ * relay it started lives (its upstream socket is counted there, and only
+ * those hooks give the slot back when it closes): let go of them.
+ */
+static void drop_old_links(struct sg_room *r)
+{
+	for (int i = 0; i < r->noldlinks; i++) {
+		sg_fdstore_drop(r->oldlinks[i].name);
+		close(r->oldlinks[i].fd);
+	}
+	free(r->oldlinks);
+	r->oldlinks = NULL;
+	r->noldlinks = 0;
+}
+
 static void conn_free(struct conn *c)
 {
+	if (c->stored[0] && c->state != WAITING) {   /* a relay ends: out of the store */
+		char cn[SG_FDNAME_LEN], un[SG_FDNAME_LEN];
+
+		relay_names(c, cn, un);
+		sg_fdstore_drop(cn);
+		sg_fdstore_drop(un);
+	}
+	if (c->taken && !--c->owner->taken_relays)
+		drop_old_links(c->owner);
 	drop_fd(c->owner->loop, &c->cfd);
 	drop_fd(c->owner->loop, &c->ufd);
-	sg_door_put(c->door);
+	if (c->door)
+		sg_door_put(c->door);
 	free(c);
 }
 
@@ -244,6 +285,10 @@ static void unqueue(struct conn *c)
 			break;
 		}
 	c->next = NULL;
+	if (c->stored[0]) {        /* out of the line: no longer the store's */
+		sg_fdstore_drop(c->stored);
+		c->stored[0] = '\0';
+	}
 	publish(c->owner, c->group);
 }
 
@@ -382,6 +427,27 @@ static int bind_source(int fd, const struct conn *c)
 	return 0;
 }
 
+/*
+ * A relay goes into the fd store, both sides, as it starts, so that a crash
+ * does not cut the session: the next daemon relays on (SMTP is lockstep, so
+ * the relay's buffers are empty nearly always; bytes in them are lost).
+ */
+static void keep_relay(struct conn *c)
+{
+	struct sg_room *r = c->owner;
+	char cn[SG_FDNAME_LEN], un[SG_FDNAME_LEN];
+
+	if (!r->stored)
+		return;
+	snprintf(c->stored, sizeof(c->stored), "r.%d.%lu.%d.%u", c->group,
+		 (unsigned long)c->door->ino, (int)getpid(), ++r->nrelays);
+	relay_names(c, cn, un);
+	if (sg_fdstore_put(c->cfd, cn) || sg_fdstore_put(c->ufd, un)) {
+		sg_fdstore_drop(cn);
+		c->stored[0] = '\0';
+	}
+}
+
 /* Connect the head of a (group, source) queue upstream while the kernel admits. */
 static void admit(struct sg_room *r, int g, uint32_t qslot)
 {
@@ -427,6 +493,7 @@ static void admit(struct sg_room *r, int g, uint32_t qslot)
 			continue;
 		}
 		sg_loop_mod(r->loop, c->cfd, EPOLLRDHUP);
+		keep_relay(c);
 	}
 }
 
@@ -573,6 +640,169 @@ static void pending_addrs(const struct sg_pending *p, struct conn *c)
 	}
 }
 
+/* A held connection (owner, cfd, since_ms set) that came through door d
+ * goes to the end of its line. */
+static bool hold(struct sg_room *r, struct conn *c, struct sg_door *d, const struct sg_pending *p)
+{
+	c->ufd = -1;
+	c->group = (int)p->group;
+	c->slot = p->slot;
+	/* One queue per source where the cap is per source, else one. */
+	c->qslot = r->k->groups[p->group].flags & SG_GROUP_PER_SOURCE ? p->slot : 0;
+	c->door = d;
+	sg_door_get(d);
+	pending_addrs(p, c);
+	if (sg_loop_add(r->loop, c->cfd, EPOLLIN | EPOLLRDHUP, on_client, c)) {
+		close(c->cfd);
+		c->cfd = -1;
+		conn_free(c);
+		return false;
+	}
+	enqueue(c);
+	return true;
+}
+
+/*
+ * A waiting connection goes into the fd store under a name that says its
+ * door's namespace and the kernel's record of it in hex (where it was
+ * going, from which source, its connect time), so that the next daemon
+ * puts it back in line: "w.INO.HEX".
+ */
+static void keep_waiter(struct conn *c, const struct sg_pending *p)
+{
+	const uint8_t *b = (const uint8_t *)p;
+	char *s = c->stored;
+
+	if (!c->owner->stored)
+		return;
+	s += sprintf(s, "w.%lu.", (unsigned long)c->door->ino);
+	for (size_t i = 0; i < sizeof(*p); i++)
+		s += sprintf(s, "%02x", b[i]);
+	if (sg_fdstore_put(c->cfd, c->stored))
+		c->stored[0] = '\0';
+}
+
+/* keep_waiter's name back to the namespace and the kernel's record. */
+static bool waiter_record(const char *name, unsigned long *ino, struct sg_pending *p)
+{
+	uint8_t *b = (uint8_t *)p;
+	int n = 0;
+
+	if (sscanf(name, "w.%lu.%n", ino, &n) != 1 || !n || strlen(name + n) != 2 * sizeof(*p))
+		return false;
+	for (size_t i = 0; i < sizeof(*p); i++) {
+		unsigned v;
+
+		if (sscanf(name + n + 2 * i, "%2x", &v) != 1)
+			return false;
+		b[i] = (uint8_t)v;
+	}
+	return p->group < SG_MAX_GROUPS && p->slot < SG_MAX_SOURCES;
+}
+
+static int cmp_since(const void *a, const void *b)
+{
+	const struct conn *x = *(struct conn *const *)a, *y = *(struct conn *const *)b;
+
+	return (x->since_ms > y->since_ms) - (x->since_ms < y->since_ms);
+}
+
+/*
+ * One side of a relay the previous daemon kept ("r.G.INO.PID.N.c" or ".u"):
+ * with its other side (found in v), the relay goes on; alone, it ends.
+ * True if v[i] was a relay's.
+ */
+static bool take_relay(struct sg_room *r, struct sg_fd_given *v, int n, int i)
+{
+	const char *name = v[i].name;
+	size_t len = strlen(name);
+	unsigned long ino;
+	struct conn *c;
+	int g, other = -1;
+	char want;
+
+	if (strncmp(name, "r.", 2) || len < 5 || name[len - 2] != '.' ||
+	    (name[len - 1] != 'c' && name[len - 1] != 'u') ||
+	    sscanf(name, "r.%d.%lu.", &g, &ino) != 2 || g < 0 || g >= SG_MAX_GROUPS)
+		return false;
+	want = name[len - 1] == 'c' ? 'u' : 'c';
+	for (int j = 0; j < n; j++)
+		if (v[j].fd >= 0 && !strncmp(v[j].name, name, len - 1) && v[j].name[len - 1] == want &&
+		    !v[j].name[len])
+			other = j;
+	if (want == 'c' && other >= 0)
+		return true;                      /* taken with its .c */
+	if (other < 0 || !(c = calloc(1, sizeof(*c)))) {
+		close(v[i].fd);
+		sg_fdstore_drop(name);
+		v[i].fd = -1;
+		return true;
+	}
+	c->owner = r;
+	c->group = g;
+	c->state = RELAYING;
+	c->cfd = v[i].fd;
+	c->ufd = v[other].fd;
+	v[i].fd = v[other].fd = -1;
+	if ((c->door = sg_doors_find(r->doors, ino)))
+		sg_door_get(c->door);
+	snprintf(c->stored, sizeof(c->stored), "%.*s", (int)(len - 2), name);
+	if (sg_loop_add(r->loop, c->cfd, 0, on_client, c) ||
+	    sg_loop_add(r->loop, c->ufd, 0, on_upstream, c)) {
+		conn_free(c);
+		return true;
+	}
+	c->taken = true;
+	r->taken_relays++;
+	rearm(c);
+	return true;
+}
+
+/*
+ * What the previous daemon left in the fd store besides its doors (which
+ * sg_doors_start took): the connections it held, back in line in the order
+ * they connected; the sessions it relayed, relayed on; its room cgroup's
+ * hooks, kept while those relays live. Anything else is closed. Returns
+ * how many waiting connections came back.
+ */
+static int take_over(struct sg_room *r, struct sg_fd_given *v, int n)
+{
+	struct conn **w = n > 0 ? calloc((size_t)n, sizeof(*w)) : NULL;
+	struct sg_pending p;
+	unsigned long ino;
+	int nw = 0;
+
+	for (int i = 0; i < n; i++) {
+		if (v[i].fd < 0 || take_relay(r, v, n, i))
+			continue;
+		if (!strncmp(v[i].name, "rlink.", 6) &&
+		    (r->oldlinks = reallocarray(r->oldlinks, (size_t)r->noldlinks + 1,
+						sizeof(*r->oldlinks)))) {
+			r->oldlinks[r->noldlinks++] = v[i];
+		} else if (w && waiter_record(v[i].name, &ino, &p) && sg_doors_find(r->doors, ino) &&
+			   (w[nw] = calloc(1, sizeof(**w)))) {
+			w[nw]->cfd = v[i].fd;
+			w[nw]->since_ms = p.ts_ns / 1000000;   /* the kernel's clock is ours */
+			snprintf(w[nw]->stored, sizeof(w[nw]->stored), "%s", v[i].name);
+			nw++;
+		} else {
+			close(v[i].fd);
+			sg_fdstore_drop(v[i].name);
+		}
+		v[i].fd = -1;
+	}
+	qsort(w, (size_t)nw, sizeof(*w), cmp_since);
+	for (int i = 0; i < nw; i++) {
+		waiter_record(w[i]->stored, &ino, &p);
+		w[i]->owner = r;
+		hold(r, w[i], sg_doors_find(r->doors, ino), &p);
+	}
+	free(w);
+	if (!r->taken_relays)
+		drop_old_links(r);
+	return nw;
+}
+
 static void on_accept(void *arg, struct sg_door *d)
 {
 	struct sg_room *r = arg;
@@ -603,22 +833,10 @@ static void on_accept(void *arg, struct sg_door *d)
 			}
 			c->owner = r;
 			c->cfd = fd;
-			c->ufd = -1;
-			c->group = (int)p.group;
-			c->slot = p.slot;
-			/* One queue per source where the cap is per source, else one. */
-			c->qslot = r->k->groups[p.group].flags & SG_GROUP_PER_SOURCE ? p.slot : 0;
 			c->since_ms = now_ms();
-			c->door = d;
-			sg_door_get(d);
-			pending_addrs(&p, c);
-			if (sg_loop_add(r->loop, fd, EPOLLIN | EPOLLRDHUP, on_client, c)) {
-				c->cfd = -1;
-				close(fd);
-				conn_free(c);
+			if (!hold(r, c, d, &p))
 				continue;
-			}
-			enqueue(c);
+			keep_waiter(c, &p);
 			admit(r, c->group, c->qslot);
 		}
 	}
@@ -698,8 +916,9 @@ int sg_room_start(struct sg_room **out, struct sg_kernel *k, const struct sg_con
 {
 	struct sg_room *r = calloc(1, sizeof(*r));
 	struct sg_settings s;
+	struct sg_fd_given *given = NULL;
 	__u32 zero = 0;
-	int ret;
+	int ret, ngiven = 0, held = 0;
 
 	if (!r || !(r->gq = calloc(SG_MAX_GROUPS, sizeof(*r->gq)))) {
 		free(r);
@@ -732,9 +951,23 @@ int sg_room_start(struct sg_room **out, struct sg_kernel *k, const struct sg_con
 	if ((ret = sg_loop_add(loop, r->tick_fd, EPOLLIN, on_tick, r)) ||
 	    (ret = sg_loop_add(loop, ring_buffer__epoll_fd(r->wake), EPOLLIN, on_wake_fd, r)))
 		goto fail;
-	/* Open the doors last: a listener in each namespace, then the port. */
-	if ((ret = sg_doors_start(&r->doors, k, loop, on_accept, r, &r->port)))
+	/* Open the doors last: a listener in each namespace, then the port;
+	 * those the previous daemon left in the fd store, if it did. */
+	ngiven = sg_fdstore_take(&given);
+	if ((ret = sg_doors_start(&r->doors, k, loop, on_accept, r, &r->port, given, ngiven)))
 		goto fail;
+	r->stored = sg_doors_stored(r->doors);
+	held = take_over(r, given, ngiven);
+	if (ngiven)
+		pr_info("waiting room: took over the previous daemon's doors, %d waiting connections and %u sessions being relayed",
+			held, r->taken_relays);
+	/* Our room cgroup's hooks outlive us in the store, for the relays. */
+	for (int i = 0; r->stored && i < 3 && r->links[i]; i++) {
+		char name[SG_FDNAME_LEN];
+
+		snprintf(name, sizeof(name), "rlink.%d.%d", (int)getpid(), i);
+		sg_fdstore_put(bpf_link__fd(r->links[i]), name);
+	}
 	if (bpf_map_lookup_elem(k->settings_fd, &zero, &s)) {
 		ret = -errno;
 		goto fail;
@@ -746,11 +979,21 @@ int sg_room_start(struct sg_room **out, struct sg_kernel *k, const struct sg_con
 		goto fail;
 	}
 	pr_info("waiting room on 127.0.0.1 and ::1 port %u, and in each network namespace of the "
-		"governed processes (checked every %d s)%s%s", r->port, SG_DOORS_SCAN_MS / 1000,
-		r->cgroup[0] ? ", its connects governed in " : "", r->cgroup);
+		"governed processes (checked every %d s)%s%s%s", r->port, SG_DOORS_SCAN_MS / 1000,
+		r->cgroup[0] ? ", its connects governed in " : "", r->cgroup,
+		r->stored ? "; kept in the fd store across restarts" : "");
+	for (int g = 0; g < SG_MAX_GROUPS; g++)
+		for (uint32_t i = 0; i < r->gq[g].nslots; i++)
+			admit(r, g, i);
+	set_ticking(r);
+	free(given);
 	*out = r;
 	return 0;
 fail:
+	for (int i = 0; i < ngiven; i++)
+		if (given[i].fd >= 0)
+			close(given[i].fd);
+	free(given);
 	sg_room_stop(r);
 	return ret;
 }
@@ -762,20 +1005,37 @@ void sg_room_stop(struct sg_room *r)
 
 	if (!r)
 		return;
-	/* Close the doors first: from now on over-cap connects are refused. */
-	sg_doors_stop(r->doors);
-	if (!bpf_map_lookup_elem(r->k->settings_fd, &zero, &s) && s.room_port == r->port) {
-		s.room_port = 0;
-		bpf_map_update_elem(r->k->settings_fd, &zero, &s, BPF_ANY);
+	/* Close the doors first: from now on over-cap connects are refused.
+	 * Unless the fd store keeps them (in `room`, queueing in their
+	 * backlog) and the waiting connections for the next daemon: then the
+	 * doors stay open and the line as it is. */
+	if (r->stored) {
+		sg_doors_leave(r->doors);
+	} else {
+		sg_doors_stop(r->doors);
+		if (!bpf_map_lookup_elem(r->k->settings_fd, &zero, &s) && s.room_port == r->port) {
+			s.room_port = 0;
+			bpf_map_update_elem(r->k->settings_fd, &zero, &s, BPF_ANY);
+		}
 	}
 	for (int g = 0; r->gq && g < SG_MAX_GROUPS; g++) {
 		for (uint32_t i = 0; i < r->gq[g].nslots; i++) {
 			struct queue *q = &r->gq[g].q[i];
 
-			while (q->head)
-				turn_away(q->head, (unsigned)((now_ms() - q->head->since_ms) / 1000));
+			while (q->head) {
+				struct conn *c = q->head;
+
+				if (!r->stored) {
+					turn_away(c, (unsigned)((now_ms() - c->since_ms) / 1000));
+					continue;
+				}
+				q->head = c->next;
+				c->stored[0] = '\0';   /* it stays in the store */
+				conn_free(c);
+			}
 		}
-		r->k->groups[g].waiting = 0;
+		if (!r->stored)
+			r->k->groups[g].waiting = 0;
 	}
 	free(r->gq);
 	drop_fd(r->loop, &r->tick_fd);
