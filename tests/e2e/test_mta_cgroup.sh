@@ -12,7 +12,13 @@
 #    2 with the queue verdict, 40 messages to 20 domains all delivered, the
 #    simulator never sees more than 2 sessions (Postfix alone opens ~20), and
 #    the waiting room did hold connections;
-#  - one-line errors, exit 1: no pid file, a stale pid file, --pid of no process.
+#  - the unit restarted (Postfix stopped, its cgroup removed and made again,
+#    Postfix started there): the daemon attaches to the new cgroup by itself
+#    within 6 s and the next 20 messages are capped again;
+#  - `load --mta exim:PID_FILE` attaches to the cgroup of the process it names
+#    (a stand-in called exim4);
+#  - one-line errors, exit 1: no pid file, a stale pid file (a dead pid, or a
+#    live one of another program), --pid of no process.
 # Runtime ~20 s. Exit 0 pass, 1 FAIL, 77 skip.
 set -u
 . "$(dirname "$0")/lib.sh"
@@ -68,6 +74,30 @@ expect_err "pid $dead: no such process" --pid "$dead"
 expect_err "not a cgroup v2 directory" --cgroup "$E2E_DIR"
 [ ! -e "$SG_PIN/link_connect4" ] || fail "a failed load left pins behind"
 
+# ---- --mta exim:PID_FILE: the cgroup of the process its pid file names
+# (a stand-in named exim4, as Debian's daemon is: no Exim is installed here)
+mkdir -p "$SG_CG/system.slice/exim4.service"
+cp /bin/sleep "$E2E_DIR/exim4"
+(echo "$BASHPID" >"$SG_CG/system.slice/exim4.service/cgroup.procs" && exec "$E2E_DIR/exim4" 300) &
+exim=$!
+E2E_PIDS+=("$exim")
+echo "$exim" >"$E2E_DIR/exim.pid"
+for i in $(seq 50); do
+	[ "$(cat "/proc/$exim/comm" 2>/dev/null)" = exim4 ] && break
+	sleep 0.05
+done
+out=$("$SMTPGOV" --pin-dir "$SG_PIN" load --mta "exim:$E2E_DIR/exim.pid" --config "$SG_CONF" --no-follow 2>&1) ||
+	fail "load --mta exim: $out"
+case $out in
+*"the Exim daemon (pid $exim) is in cgroup $SG_CG/system.slice/exim4.service"*"attached to cgroup $SG_CG/system.slice/exim4.service,"*) ;;
+*) fail "load --mta exim did not attach to the daemon's cgroup: $out" ;;
+esac
+note "load --mta exim:PID_FILE: $(echo "$out" | head -n 1)"
+"$SMTPGOV" --pin-dir "$SG_PIN" unload >/dev/null 2>&1 || fail "unload"
+stop_pid "$exim"
+echo "$master" >"$E2E_DIR/exim.pid"
+expect_err "names pid $master, which is 'master', not the Exim daemon (stale pid file)" --mta "exim:$E2E_DIR/exim.pid"
+
 # ---- --mta postfix:DIR: the master's cgroup, and its connects capped
 SG_TARGET=(--mta "postfix:$PF_CONF")
 sg_start
@@ -85,4 +115,26 @@ pk=$(mx_stat "s['personas']['gmail']['peak']") q=$(sg_stat gmail queued)
 note "$summary; peak sessions $pk, queued by smtpgov $q"
 [ "$pk" -le 2 ] || fail "the simulator saw $pk sessions at once, cap 2"
 [ "$q" -gt 0 ] || fail "the waiting room never held a connection: the test proves nothing"
+# ---- systemd restarts the unit: a new cgroup at the same path (the old
+# one, and the programs on it, gone); the daemon attaches there by itself
+q0=$(sg_stat gmail queued)
+pf_stop
+rmdir "$REAL" || fail "rmdir $REAL"
+mkdir "$REAL" || fail "mkdir $REAL"
+pf_start "$REAL"
+master=$(pf_master_pid) || fail "no master after the restart"
+for i in $(seq 60); do
+	grep -q "now attached to $REAL" "$SG_DLOG" && break
+	sleep 0.1
+done
+grep -q "now attached to $REAL" "$SG_DLOG" ||
+	fail "the daemon did not follow Postfix into its new cgroup: $(tail -n 3 "$SG_DLOG")"
+note "restart: $(grep -o "the governed cgroup was removed.*" "$SG_DLOG" | tail -n 1)"
+mx_ctl reset >/dev/null
+pf_inject 20 "${PF_DOMAINS[@]}"
+pf_wait_empty 60 || fail "after the restart: $(pf_queue_count) messages still queued after 60 s"
+pk=$(mx_stat "s['personas']['gmail']['peak']") q=$(( $(sg_stat gmail queued) - q0 ))
+note "after the restart: peak sessions $pk, queued by smtpgov $q"
+[ "$pk" -le 2 ] || fail "after the restart the simulator saw $pk sessions at once, cap 2"
+[ "$q" -gt 0 ] || fail "after the restart the waiting room held nothing: not governed"
 echo "PASS: --mta finds Postfix's cgroup; an empty cgroup warns ($((SECONDS - E2E_T0)) s)"

@@ -140,6 +140,8 @@ static int cmd_load(const struct cmd *c, const char *const *v, char **pos, int n
 	}
 	if (how[0])
 		pr_info("%s is in cgroup %s", how, cgroup);
+	if (!v[O_CGROUP] && !v[O_PID])
+		dopts.follow_mta = v[O_MTA] ? v[O_MTA] : cfg->mta;
 	if (v[O_DRY_RUN])
 		cfg->mode = SG_MODE_DRY_RUN;
 	if (!v[O_NO_FOLLOW]) {

@@ -3,11 +3,14 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "daemon.h"
+#include "discover.h"
 #include "feedback.h"
 #include "log.h"
 #include "room.h"
@@ -40,6 +43,41 @@ static int on_recount(void *arg, uint32_t events)
 	return 0;
 }
 
+/*
+ * The governed cgroup was removed (systemd gives a restarted unit a new
+ * one, and the kernel detaches programs from a removed cgroup): attach to
+ * the MTA's new cgroup (found again from its pid file with --mta), or to
+ * the same path once it is back, keeping every map.
+ */
+static int on_watch(void *arg, uint32_t events)
+{
+	struct sg_daemon *d = arg;
+	char path[PATH_MAX], how[128], err[1024];
+	struct stat st;
+	uint64_t ticks;
+
+	(void)events;
+	if (read(d->watch_fd, &ticks, sizeof(ticks)) < 0 || !d->k->cgroup_path[0] ||
+	    (!stat(d->k->cgroup_path, &st) && (uint64_t)st.st_ino == d->k->cgroup_id))
+		return 0;
+	snprintf(path, sizeof(path), "%s", d->k->cgroup_path);
+	if (d->opts->follow_mta &&
+	    sg_find_cgroup(NULL, d->opts->follow_mta, NULL, NULL, path, sizeof(path), how,
+			   sizeof(how), err, sizeof(err)))
+		snprintf(path, sizeof(path), "%s", d->k->cgroup_path);
+	if (!stat(path, &st) && !sg_kernel_reattach(d->k, path, err, sizeof(err))) {
+		pr_info("the governed cgroup was removed; now attached to %s (caps and counts kept)", path);
+		d->gone_said = false;
+		return 0;
+	}
+	if (!d->gone_said)
+		pr_warn("cgroup %s was removed: nothing is governed until %s", d->k->cgroup_path,
+			d->opts->follow_mta ? "the MTA runs again (checked every 2 s)" :
+			"it is back (checked every 2 s; --mta follows the MTA to a new cgroup)");
+	d->gone_said = true;
+	return 0;
+}
+
 static bool needs_room(const struct sg_config *cfg)
 {
 	if (cfg->mode != SG_MODE_ENFORCE)
@@ -53,7 +91,8 @@ static bool needs_room(const struct sg_config *cfg)
 int sg_daemon_run(struct sg_kernel *k, const struct sg_config *cfg,
 		  const struct sg_daemon_opts *opts)
 {
-	struct sg_daemon d = { .k = k, .cfg = cfg, .opts = opts, .sig_fd = -1, .recount_fd = -1 };
+	struct sg_daemon d = { .k = k, .cfg = cfg, .opts = opts, .sig_fd = -1, .recount_fd = -1,
+			       .watch_fd = -1 };
 	int r;
 
 	if ((r = sg_loop_init(&d.loop)))
@@ -72,6 +111,13 @@ int sg_daemon_run(struct sg_kernel *k, const struct sg_config *cfg,
 	}
 	if ((r = sg_loop_add(&d.loop, d.recount_fd, EPOLLIN, on_recount, &d)))
 		goto out;
+	d.watch_fd = sg_timerfd(SG_WATCH_MS);
+	if (d.watch_fd < 0) {
+		r = d.watch_fd;
+		goto out;
+	}
+	if ((r = sg_loop_add(&d.loop, d.watch_fd, EPOLLIN, on_watch, &d)))
+		goto out;
 	if (needs_room(cfg) && (r = sg_room_start(&d.room, k, cfg, &d.loop)))
 		goto out;
 	if ((r = sg_feedback_start(&d)))   /* follow the MTA log, learn caps */
@@ -84,6 +130,8 @@ out:
 		pr_err("daemon: %s", strerror(-r));
 	if (d.recount_fd >= 0)
 		close(d.recount_fd);
+	if (d.watch_fd >= 0)
+		close(d.watch_fd);
 	if (d.sig_fd >= 0)
 		close(d.sig_fd);
 	sg_loop_close(&d.loop);

@@ -16,14 +16,19 @@
 struct sg_daemon_opts {
 	const char *log;          /* MTA log: a file, "-" or "journal"; NULL = [global] log */
 	uint32_t recount_ms;      /* drift recount period */
+	const char *follow_mta;   /* --mta or [global] mta: found again when its cgroup goes */
 };
+
+/* How often the daemon checks that the governed cgroup is still there. */
+#define SG_WATCH_MS 2000
 
 struct sg_daemon {
 	struct sg_kernel *k;
 	const struct sg_config *cfg;
 	const struct sg_daemon_opts *opts;
 	struct sg_loop loop;
-	int sig_fd, recount_fd;
+	int sig_fd, recount_fd, watch_fd;
+	bool gone_said;           /* the governed cgroup is gone, and we said so */
 	struct sg_room *room;     /* waiting room, when a group queues */
 	struct sg_fb *fb;         /* log feedback (feedback.c), NULL when off */
 };

@@ -284,6 +284,8 @@ static int visit(const char *path, const struct stat *st, int type, struct FTW *
 		w.nprocs++;
 		if (!w.stem)
 			continue;
+		if (ftw->level == 0 && !strcmp(path, sg_cgroup2_root()))
+			continue;   /* the root: governing it would govern everything */
 		read_comm(pid, comm, sizeof(comm));
 		for (int k = SG_MTA_POSTFIX; k <= SG_MTA_EXIM; k++) {
 			if (!is_mta_comm(k, comm))

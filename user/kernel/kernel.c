@@ -425,6 +425,28 @@ fail:
 	return r;
 }
 
+int sg_kernel_reattach(struct sg_kernel *k, const char *cgroup, char *err, size_t errlen)
+{
+	char path[PATH_MAX];
+	uint64_t id;
+	int fd = open_cgroup(cgroup, &id, err, errlen), r;
+
+	if (fd < 0)
+		return fd;
+	for (size_t i = 0; i < NLINKS; i++) {
+		pin_path(path, sizeof(path), k->pin_dir, link_pins[i]);
+		unlink(path);
+	}
+	r = attach(k, fd, err, errlen);
+	close(fd);
+	if (r)
+		return r;
+	k->cgroup_id = id;
+	if (!realpath(cgroup, k->cgroup_path))
+		k->cgroup_path[0] = '\0';
+	return 0;
+}
+
 int sg_kernel_attach_room(struct sg_kernel *k, const char *cgroup, struct bpf_link *links[3],
 			  char *err, size_t errlen)
 {

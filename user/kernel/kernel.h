@@ -47,6 +47,13 @@ int sg_kernel_load(struct sg_kernel *k, const char *pin_dir, const char *cgroup,
 /* Groups, caps bounds, ranges and settings from cfg (live counts kept). */
 int sg_kernel_sync(struct sg_kernel *k, const struct sg_config *cfg);
 
+/*
+ * Attach the loaded programs to another cgroup instead, keeping every map
+ * (the governed one was removed: a systemd unit restarted). Needs
+ * sg_kernel_load.
+ */
+int sg_kernel_reattach(struct sg_kernel *k, const char *cgroup, char *err, size_t errlen);
+
 /* Detach every program and remove every pin. -ENOENT if nothing pinned. */
 int sg_kernel_unload(const char *pin_dir, char *err, size_t errlen);
 
