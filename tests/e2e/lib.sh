@@ -540,6 +540,17 @@ sg_stop() {
 	sg_rm_rooms
 }
 
+# sg_wait_log REGEX SECONDS: waits until the daemon's output (SG_DLOG) has a
+# line matching REGEX (grep); returns 1 on timeout.
+sg_wait_log() {
+	local deadline=$((SECONDS + $2))
+
+	until grep -q -- "$1" "$SG_DLOG"; do
+		((SECONDS < deadline)) || return 1
+		sleep 0.1
+	done
+}
+
 # sg_kill: SIGKILL to the daemon (a crash); removes its waiting room cgroup,
 # which a killed daemon leaves behind.
 sg_kill() {

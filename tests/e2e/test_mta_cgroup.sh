@@ -123,11 +123,7 @@ rmdir "$REAL" || fail "rmdir $REAL"
 mkdir "$REAL" || fail "mkdir $REAL"
 pf_start "$REAL"
 master=$(pf_master_pid) || fail "no master after the restart"
-for i in $(seq 60); do
-	grep -q "now attached to $REAL" "$SG_DLOG" && break
-	sleep 0.1
-done
-grep -q "now attached to $REAL" "$SG_DLOG" ||
+sg_wait_log "now attached to $REAL" 6 ||
 	fail "the daemon did not follow Postfix into its new cgroup: $(tail -n 3 "$SG_DLOG")"
 note "restart: $(grep -o "the governed cgroup was removed.*" "$SG_DLOG" | tail -n 1)"
 mx_ctl reset >/dev/null

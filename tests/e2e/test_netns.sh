@@ -94,11 +94,7 @@ ns_exec "$D" ip route add 198.18.0.0/24 via 198.18.2.1 || fail "route in $D"
 (echo "$BASHPID" >"$SG_CG/cgroup.procs" && exec nsenter --net="/var/run/netns/$D" sleep 300) &
 holder=$!
 E2E_PIDS+=("$holder")
-for i in $(seq 60); do
-	grep -q "door in network namespace [0-9]* (pid $holder)" "$SG_DLOG" && break
-	sleep 0.1
-done
-grep -q "door in network namespace [0-9]* (pid $holder)" "$SG_DLOG" ||
+sg_wait_log "door in network namespace [0-9]* (pid $holder)" 6 ||
 	fail "2: no door opened in $D within 6 s: $(tail -n 3 "$SG_DLOG")"
 note "2: $(grep -o "door in network namespace [0-9]* (pid $holder).*" "$SG_DLOG")"
 mx_ctl reset >/dev/null
@@ -118,11 +114,7 @@ note "2: failed $failed_c in $C, $failed_d in $D; provider accepted $acc, peak $
 [ "$pk" -le 2 ] || fail "2: the provider saw $pk sessions at once across both namespaces, cap 2"
 [ "$(clients_ip)" = "198.18.0.2 198.18.2.2" ] || fail "2: the provider saw clients $(clients_ip)"
 stop_pid "$holder"
-for i in $(seq 60); do
-	grep -q "has no governed process left; its door" "$SG_DLOG" && break
-	sleep 0.1
-done
-grep -q "has no governed process left; its door" "$SG_DLOG" || fail "2: the door of $D was not closed after its last process went"
+sg_wait_log "has no governed process left; its door" 6 || fail "2: the door of $D was not closed after its last process went"
 note "2: $(grep -o "network namespace [0-9]* has no governed process left.*" "$SG_DLOG" | tail -n 1)"
 
 # ---- 3: a private Postfix in C
