@@ -47,7 +47,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();     /* the reply must lie inside the line */
 		if (res.group >= (int)cfg.ngroups || strlen(res.ev.host) >= SG_HOST_LEN)
 			abort();
-		sg_learn_apply(&learn[i], &res, res.ev.time >= 0 ? res.ev.time : NOW);
+		int64_t t = res.ev.time >= 0 ? res.ev.time : NOW;
+		struct sg_evidence known;
+
+		sg_learn_evidence(&res.ev, t, &known);    /* as the daemon does */
+		sg_learn_apply(&learn[i], &res, t, &known);
 		sg_learn_advance(&learn[i], NOW + 86400);
 	}
 
