@@ -18,11 +18,15 @@
 # stand-in for systemd's fd store instead, and then also asserts that no
 # connect was refused (EPERM), no session lost, and no "delivery temporarily
 # suspended" line appeared but those repeating a throttle reply.
-# Runtime ~60-80 s. Exit 0 pass, 1 FAIL (with the reason), 77 skip.
+# Runtime ~75 s (fdstore: ~130 s). Exit 0 pass, 1 FAIL (with the reason), 77 skip.
 set -u
 . "$(dirname "$0")/lib.sh"
 
-MSGS=${MSGS:-200} LIMIT=2 CAP=8
+MSGS=${MSGS:-200} LIMIT=2 CAP=8 GOV_S=${GOV_S:-90}
+# Through the fd store every held connection survives the restart and
+# Postfix keeps all of them waiting; that campaign took 99 s here, so it
+# gets 150 s (it is not part of make check).
+[ "${SG_RESTART:-kill}" = fdstore ] && GOV_S=${GOV_S_FDSTORE:-150}
 e2e_init
 sg_init greet
 
@@ -45,7 +49,7 @@ campaign() {
 	note "$name: $MSGS messages injected"
 	if [ -n "${MIDWAY:-}" ]; then
 		until [ "$(mx_stat "s['personas']['corp']['accepted']")" -ge $((MSGS / 2)) ]; do
-			((SECONDS - t0 < 90)) || fail "$name: half the campaign not delivered in 90 s"
+			((SECONDS - t0 < GOV_S)) || fail "$name: half the campaign not delivered in $GOV_S s"
 			sleep 0.1
 		done
 		"$MIDWAY"
@@ -55,7 +59,7 @@ campaign() {
 		T_ALL=$((SECONDS - t0))
 		return
 	fi
-	pf_wait_empty $((90 - (SECONDS - t0))) || fail "$name: $(pf_queue_count) messages still queued after 90 s"
+	pf_wait_empty $((GOV_S - (SECONDS - t0))) || fail "$name: $(pf_queue_count) messages still queued after $GOV_S s"
 	T_ALL=$((SECONDS - t0))
 }
 
