@@ -97,6 +97,8 @@ E2E_PIDS+=("$holder")
 sg_wait_log "door in network namespace [0-9]* (pid $holder)" 6 ||
 	fail "2: no door opened in $D within 6 s: $(tail -n 3 "$SG_DLOG")"
 note "2: $(grep -o "door in network namespace [0-9]* (pid $holder).*" "$SG_DLOG")"
+n=$("$SMTPGOV" --pin-dir "$SG_PIN" status --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["room_netns"])')
+[ "$n" = 3 ] || fail "2: status counts $n network namespaces with a waiting room, want 3 (ours, $C, $D)"
 mx_ctl reset >/dev/null
 clients_start "$C" twoc 10
 pids_c=("${CLIENT_PIDS[@]}")

@@ -135,10 +135,18 @@ int sg_status_print(FILE *fp, struct sg_kernel *k, bool json)
 	if (nsrc < 0)
 		nsrc = 0;
 	sg_kernel_source_alloc(k, &alloc);
-	/* A killed daemon leaves its port behind, not its listeners. */
-	__u64 netns;
+	/* A killed daemon leaves its port behind, not its listeners: count
+	 * the doors (one per network namespace served). */
+	__u64 netns, *prev = NULL;
+	int ndoors = 0;
 
-	if (s.room_port && bpf_map_get_next_key(k->room_fd, NULL, &netns))
+	while (ndoors < SG_MAX_ROOMS && !bpf_map_get_next_key(k->room_fd, prev, &netns)) {
+		static __u64 keys[SG_MAX_ROOMS];
+
+		keys[ndoors] = netns;
+		prev = &keys[ndoors++];
+	}
+	if (!ndoors)
 		s.room_port = 0;
 	fbfd = sg_feedback_map(k->pin_dir, false);
 	sg_kernel_count_ranges(k, n4, n6);
@@ -151,7 +159,7 @@ int sg_status_print(FILE *fp, struct sg_kernel *k, bool json)
 			fprintf(fp, "%s%u", i ? "," : "", s.ports[i]);
 		fprintf(fp, "],\"room_port\":%u,\"cgroup\":", s.room_port);
 		sg_json_str(fp, cgroup[0] ? cgroup : NULL);
-		fprintf(fp, ",\"processes\":%d,\"pin_dir\":", nprocs);
+		fprintf(fp, ",\"processes\":%d,\"room_netns\":%d,\"pin_dir\":", nprocs, ndoors);
 		sg_json_str(fp, k->pin_dir);
 		fprintf(fp, ",\"max_sources\":%u,\"sources\":%d,\"sources_overflow\":%llu",
 			s.max_sources ? s.max_sources - 1 : 0, nsrc, (unsigned long long)alloc.overflow);
@@ -164,6 +172,9 @@ int sg_status_print(FILE *fp, struct sg_kernel *k, bool json)
 		if (nprocs >= 0)
 			fprintf(fp, "%d processes governed (in that cgroup and below)%s\n", nprocs,
 				nprocs ? "" : ": nothing is governed (see `smtpgov load --mta`)");
+		if (ndoors)
+			fprintf(fp, "waiting room open in %d network namespace%s (port %u in ours)\n",
+				ndoors, ndoors == 1 ? "" : "s", s.room_port);
 		fprintf(fp, "%d sending addresses of at most %u counted apart", nsrc,
 			s.max_sources ? s.max_sources - 1 : 0);
 		if (alloc.overflow)
