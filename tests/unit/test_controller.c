@@ -363,6 +363,46 @@ static void test_live_bounds_the_cap(void **state)
 	assert_int_equal(c.cap, 8);
 }
 
+/* The state file's round trip: pauses that go on, ended, or have no end. */
+static void test_saved_and_restored(void **state)
+{
+	struct sg_group_conf g = conf();
+	struct sg_ctl c, r;
+	uint32_t cap, resume;
+	int64_t until;
+
+	(void)state;
+	assert_int_equal(sg_ctl_bound(&g, 0), 0);
+	assert_int_equal(sg_ctl_bound(&g, 20), 8);
+	assert_int_equal(sg_ctl_bound(&g, 3), 3);
+	/* a pause in force is restored as a pause until its end */
+	sg_ctl_init(&c, &g, 4, T0);
+	sg_ctl_restore_pause(&c, T0 + 100, 3);
+	sg_ctl_saved(&c, &cap, &resume, &until);
+	assert_int_equal(cap, 0);
+	assert_int_equal(resume, 3);
+	assert_int_equal(until, T0 + 100);
+	sg_ctl_init(&r, &g, 4, T0 + 50);
+	sg_ctl_restore(&r, T0 + 50, until, resume);
+	assert_int_equal(r.cap, 0);
+	assert_int_equal(r.paused_until, T0 + 100);
+	/* one that ended while we were down resumes at its cap, within bounds */
+	sg_ctl_init(&r, &g, 4, T0 + 200);
+	sg_ctl_restore(&r, T0 + 200, until, 30);
+	assert_int_equal(r.cap, 8);
+	assert_int_equal(r.paused_until, 0);
+	/* an operator's cap 0 has no end: saved as cap 0 resuming at min_cap */
+	sg_ctl_follow(&c, 0, T0 + 10);
+	sg_ctl_saved(&c, &cap, &resume, &until);
+	assert_int_equal(cap, 0);
+	assert_int_equal(resume, g.min_cap);
+	assert_int_equal(until, 0);
+	/* no pause saved: the cap it started with stays */
+	sg_ctl_init(&r, &g, 5, T0);
+	sg_ctl_restore(&r, T0, 0, 2);
+	assert_int_equal(r.cap, 5);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -374,6 +414,7 @@ int main(void)
 		cmocka_unit_test(test_echo_or_new_with_start),
 		cmocka_unit_test(test_echo_window_without_start),
 		cmocka_unit_test(test_live_bounds_the_cap),
+		cmocka_unit_test(test_saved_and_restored),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -52,6 +52,31 @@ void sg_ctl_restore_pause(struct sg_ctl *c, int64_t until, uint32_t resume_cap)
 	c->pause_qid[0] = '\0';
 }
 
+uint32_t sg_ctl_bound(const struct sg_group_conf *g, uint32_t cap)
+{
+	return cap ? clamp(g, cap) : 0;
+}
+
+void sg_ctl_restore(struct sg_ctl *c, int64_t now, int64_t paused_until, uint32_t resume_cap)
+{
+	if (paused_until > now)
+		sg_ctl_restore_pause(c, paused_until, resume_cap);
+	else if (paused_until)
+		c->cap = clamp(c->conf, resume_cap);
+}
+
+void sg_ctl_saved(const struct sg_ctl *c, uint32_t *cap, uint32_t *resume_cap,
+		  int64_t *paused_until)
+{
+	bool forever = c->paused_until == INT64_MAX;
+
+	/* A pause without an end is saved as cap 0, resuming at min_cap if
+	 * the operator ever lifts it by a restart with another cap. */
+	*cap = forever ? 0 : c->cap;
+	*resume_cap = forever ? c->conf->min_cap : c->resume_cap;
+	*paused_until = forever ? 0 : c->paused_until;
+}
+
 int64_t sg_ctl_next_due(const struct sg_ctl *c)
 {
 	if (c->paused_until)

@@ -90,6 +90,20 @@ void sg_ctl_init(struct sg_ctl *c, const struct sg_group_conf *conf, uint32_t ca
 /* Resume a pause that was in force (restored state): cap 0 until `until`. */
 void sg_ctl_restore_pause(struct sg_ctl *c, int64_t until, uint32_t resume_cap);
 
+/* A cap within the group's bounds; 0 (a pause) stays 0. */
+uint32_t sg_ctl_bound(const struct sg_group_conf *g, uint32_t cap);
+
+/*
+ * A pause saved in the state file: still running at now, it goes on until
+ * paused_until; over by now, the cap becomes resume_cap within the bounds.
+ * paused_until 0: no pause was saved, nothing to do.
+ */
+void sg_ctl_restore(struct sg_ctl *c, int64_t now, int64_t paused_until, uint32_t resume_cap);
+
+/* What the state file keeps of a controller (the inverse of sg_ctl_restore). */
+void sg_ctl_saved(const struct sg_ctl *c, uint32_t *cap, uint32_t *resume_cap,
+		  int64_t *paused_until);
+
 /*
  * Apply what is due at or before t (end of a pause, clean intervals), one
  * change per call: call until it returns false. t earlier than a time seen

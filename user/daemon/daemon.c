@@ -120,11 +120,11 @@ int sg_daemon_run(struct sg_kernel *k, const struct sg_config *cfg,
 		goto out;
 	if (needs_room(cfg) && (r = sg_room_start(&d.room, k, cfg, &d.loop)))
 		goto out;
-	if ((r = sg_feedback_start(&d)))   /* follow the MTA log, learn caps */
+	if ((r = sg_feedback_start(&d.fb, k, cfg, &d.loop, d.room, opts->log)))   /* follow the MTA log, learn caps */
 		goto out;
 	r = sg_loop_run(&d.loop);
 out:
-	sg_feedback_stop(&d);
+	sg_feedback_stop(d.fb);
 	sg_room_stop(d.room);
 	if (r)
 		pr_err("daemon: %s", strerror(-r));

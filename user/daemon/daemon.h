@@ -13,6 +13,8 @@
 #include "loop.h"
 #include "room.h"
 
+struct sg_fb;
+
 struct sg_daemon_opts {
 	const char *log;          /* MTA log: a file, "-" or "journal"; NULL = [global] log */
 	uint32_t recount_ms;      /* drift recount period */

@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause
 /* The waiting room's doors, one per network namespace (see doors.h). */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -11,8 +10,8 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
-#include "cidr.h"
 #include "doors.h"
+#include "listener.h"
 #include "fdstore.h"
 #include "log.h"
 #include "netns.h"
@@ -33,59 +32,15 @@ struct sg_doors {
 	bool leaving;          /* stopping for a restart: leave room and store as they are */
 };
 
-static int listen_on(const char *addr, uint16_t port)
-{
-	struct sockaddr_storage ss;
-	unsigned len;
-	int one = 1, fd;
-
-	if (sg_sockaddr(addr, port, &ss, &len))
-		return -EINVAL;
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (ss.ss_family == AF_INET6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&ss, len) || listen(fd, 4096)) {
-		int r = -errno;
-
-		close(fd);
-		return r;
-	}
-	return fd;
-}
-
-static int local_port(int fd)
-{
-	struct sockaddr_in a;
-	socklen_t len = sizeof(a);
-
-	return getsockname(fd, (struct sockaddr *)&a, &len) ? -errno : ntohs(a.sin_port);
-}
-
 /* In the door's namespace: one free port on 127.0.0.1 and ::1 (IPv4 only
  * where there is no IPv6 loopback). */
 static int listen_here(void *arg)
 {
 	struct sg_door *d = arg;
-	int port = 0;
+	int port = sg_listen_loopback(&d->lfd4, &d->lfd6);
 
-	for (int tries = 0; tries < 16; tries++) {
-		d->lfd4 = listen_on("127.0.0.1", 0);
-		if (d->lfd4 < 0)
-			return d->lfd4;
-		port = local_port(d->lfd4);
-		d->lfd6 = listen_on("::1", (uint16_t)port);
-		if (d->lfd6 >= 0 || d->lfd6 != -EADDRINUSE)
-			break;
-		close(d->lfd4);
-		d->lfd4 = -1;
-	}
-	if (d->lfd4 < 0)
-		return -EADDRINUSE;
-	if (d->lfd6 < 0)
-		d->lfd6 = -1;
+	if (port < 0)
+		return port;
 	d->port = (uint16_t)port;
 	return 0;
 }
@@ -126,7 +81,7 @@ static bool take_given(struct sg_doors *ds, struct sg_door *d)
 	}
 	if (d->lfd4 < 0)
 		return false;
-	d->port = (uint16_t)local_port(d->lfd4);
+	d->port = (uint16_t)sg_listen_port(d->lfd4);
 	return true;
 }
 
@@ -180,11 +135,7 @@ static void close_listeners(struct sg_doors *ds, struct sg_door *d)
 		d->stored = false;
 	}
 	for (int i = 0; i < 2; i++)
-		if (*fds[i] >= 0) {
-			sg_loop_del(ds->loop, *fds[i]);
-			close(*fds[i]);
-			*fds[i] = -1;
-		}
+		sg_loop_drop(ds->loop, fds[i]);
 }
 
 void sg_door_get(struct sg_door *d)

@@ -2,7 +2,6 @@
 /* The daemon's log feedback (see feedback.h). */
 #include <errno.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,10 +17,15 @@
 #include "follow.h"
 #include "learn.h"
 #include "log.h"
+#include "retry.h"
+#include "room.h"
 #include "state.h"
 
 struct sg_fb {
-	struct sg_daemon *d;
+	struct sg_kernel *k;
+	const struct sg_config *cfg;
+	struct sg_loop *loop;
+	const struct sg_room *room;   /* NULL: no waiting room */
 	struct sg_learn learn;
 	struct sg_follow *follow;
 	const char *log;
@@ -31,11 +35,7 @@ struct sg_fb {
 	bool save_state;           /* false: the state path holds a foreign file */
 	bool dirty;                /* a cap changed since the last save */
 	int slot[SG_MAX_GROUPS];   /* config index -> kernel slot */
-	struct {                   /* recent retry_command runs, a ring */
-		char qid[SG_QID_LEN];
-		int64_t when;
-	} retried[32];
-	unsigned nretried;
+	struct sg_retry retry;     /* retry_command runs */
 	uint32_t written[SG_MAX_GROUPS]; /* last cap written, to notice `smtpgov set` */
 };
 
@@ -133,7 +133,7 @@ static void publish(struct sg_fb *fb, int g)
 
 static void save(struct sg_fb *fb)
 {
-	const struct sg_config *cfg = fb->d->cfg;
+	const struct sg_config *cfg = fb->cfg;
 	struct sg_state *st;
 	int r;
 
@@ -146,11 +146,7 @@ static void save(struct sg_fb *fb)
 		struct sg_state_group *g = &st->g[st->n++];
 
 		snprintf(g->name, sizeof(g->name), "%s", cfg->groups[i].name);
-		g->cap = c->cap;
-		g->resume_cap = c->resume_cap;
-		g->paused_until = c->paused_until == INT64_MAX ? 0 : c->paused_until;
-		if (c->paused_until == INT64_MAX)
-			g->cap = 0, g->resume_cap = cfg->groups[i].min_cap;
+		sg_ctl_saved(c, &g->cap, &g->resume_cap, &g->paused_until);
 		g->signals = c->signals;
 		g->changed = c->last.time;
 		snprintf(g->reason, sizeof(g->reason), "%s", c->last.reason);
@@ -167,15 +163,15 @@ static void on_change(void *arg, int g, const struct sg_change *chg)
 	struct sg_fb *fb = arg;
 
 	if (fb->slot[g] >= 0) {
-		sg_kernel_set_cap(fb->d->k, fb->slot[g], chg->to);
+		sg_kernel_set_cap(fb->k, fb->slot[g], chg->to);
 		fb->written[g] = chg->to;
 	}
 	fb->dirty = true;
 	if (chg->to == 0 && fb->learn.ctl[g].paused_until)
-		pr_info("%s: cap %u -> 0 (%s); paused for %us, then cap %u", fb->d->cfg->groups[g].name,
-			chg->from, chg->reason, fb->d->cfg->groups[g].pause, fb->learn.ctl[g].resume_cap);
+		pr_info("%s: cap %u -> 0 (%s); paused for %us, then cap %u", fb->cfg->groups[g].name,
+			chg->from, chg->reason, fb->cfg->groups[g].pause, fb->learn.ctl[g].resume_cap);
 	else
-		pr_info("%s: cap %u -> %u (%s)", fb->d->cfg->groups[g].name, chg->from, chg->to,
+		pr_info("%s: cap %u -> %u (%s)", fb->cfg->groups[g].name, chg->from, chg->to,
 			chg->reason);
 	publish(fb, g);
 }
@@ -197,10 +193,10 @@ static void follow_kernel(struct sg_fb *fb, int g, int64_t now)
 
 	if (fb->slot[g] < 0)
 		return;
-	cap = __atomic_load_n(&fb->d->k->groups[fb->slot[g]].cap, __ATOMIC_ACQUIRE);
+	cap = __atomic_load_n(&fb->k->groups[fb->slot[g]].cap, __ATOMIC_ACQUIRE);
 	if (cap == fb->written[g])
 		return;
-	pr_info("%s: cap set to %u outside the controller; following it", fb->d->cfg->groups[g].name, cap);
+	pr_info("%s: cap set to %u outside the controller; following it", fb->cfg->groups[g].name, cap);
 	sg_ctl_follow(&fb->learn.ctl[g], cap, now);
 	fb->written[g] = cap;
 }
@@ -212,52 +208,15 @@ static void follow_kernel(struct sg_fb *fb, int g, int64_t now)
  */
 static void retry(struct sg_fb *fb, int g, const struct sg_learn_result *res)
 {
-	const struct sg_config *cfg = fb->d->cfg;
-	const char *qid = res->ev.queue_id;
-	char cmd[PATH_MAX], *argv[32], *save = NULL, *tok;
-	int argc = 0;
-	pid_t pid;
+	const struct sg_config *cfg = fb->cfg;
 
-	if (!cfg->retry_command[0] || cfg->groups[g].verdict != SG_VERDICT_QUEUE ||
-	    res->ev.status != SG_ST_DEFERRED || !res->cls.signal ||
-	    res->cls.class != SG_CLASS_CONCURRENCY || res->cls.action != SG_ACTION_DECREASE ||
-	    !qid[0] || qid[strspn(qid, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")])
+	if (cfg->groups[g].verdict != SG_VERDICT_QUEUE || res->ev.status != SG_ST_DEFERRED ||
+	    !res->cls.signal || res->cls.class != SG_CLASS_CONCURRENCY ||
+	    res->cls.action != SG_ACTION_DECREASE)
 		return;
-	int64_t now = (int64_t)time(NULL);
-
-	/* One reply logged for several recipients: one retry. */
-	for (unsigned i = 0; i < 32; i++)
-		if (!strcmp(fb->retried[i].qid, qid) && now - fb->retried[i].when < 5)
-			return;
-	snprintf(fb->retried[fb->nretried % 32].qid, SG_QID_LEN, "%s", qid);
-	fb->retried[fb->nretried++ % 32].when = now;
-	pid = fork();
-	if (pid < 0) {
-		pr_warn("retry_command for %s: %s", qid, strerror(errno));
-		return;
-	}
-	if (pid > 0) {
+	if (sg_retry_run(&fb->retry, res->ev.queue_id, (int64_t)time(NULL)) == 1)
 		pr_info("%s: %s deferred by a concurrency reply: asked the MTA to retry it in %us",
-			cfg->groups[g].name, qid, cfg->retry_delay);
-		return;
-	}
-	/* child: wait for the MTA to file the deferral, then run the command */
-	sleep(cfg->retry_delay);
-	for (tok = strtok_r(strcpy(cmd, cfg->retry_command), " \t", &save); tok && argc < 31;
-	     tok = strtok_r(NULL, " \t", &save)) {
-		char *q = strstr(tok, "%q"), *arg = tok;
-
-		if (q) {
-			arg = malloc(strlen(tok) + SG_QID_LEN);
-			if (!arg)
-				_exit(127);
-			sprintf(arg, "%.*s%s%s", (int)(q - tok), tok, qid, q + 2);
-		}
-		argv[argc++] = arg;
-	}
-	argv[argc] = NULL;
-	execvp(argv[0], argv);
-	_exit(127);
+			cfg->groups[g].name, res->ev.queue_id, cfg->retry_delay);
 }
 
 /*
@@ -273,10 +232,10 @@ static void evidence(struct sg_fb *fb, int g, const struct sg_learn_result *res,
 	if (!res->cls.signal)
 		return;
 	if (fb->slot[g] >= 0)
-		known->live = (int32_t)__atomic_load_n(&fb->d->k->groups[fb->slot[g]].live,
+		known->live = (int32_t)__atomic_load_n(&fb->k->groups[fb->slot[g]].live,
 						      __ATOMIC_ACQUIRE);
-	if (fb->d->room && known->began_ms && (res->ev.flags & SG_LEV_HAS_IP)) {
-		int64_t up = sg_room_began(fb->d->room, &res->ev.addr, known->began_ms,
+	if (fb->room && known->began_ms && (res->ev.flags & SG_LEV_HAS_IP)) {
+		int64_t up = sg_room_began(fb->room, &res->ev.addr, known->began_ms,
 					   known->at_ms);
 
 		if (up)
@@ -299,7 +258,7 @@ static int on_line(void *arg, const char *line, size_t len)
 	g = res.group;
 	if (g < 0)
 		return 0;
-	pr_debug("%s %s %s %s %s", fb->d->cfg->groups[g].name, sg_status_name(res.ev.status),
+	pr_debug("%s %s %s %s %s", fb->cfg->groups[g].name, sg_status_name(res.ev.status),
 		 res.ev.queue_id, sg_class_name(res.cls.class), res.cls.rule ? res.cls.rule : "-");
 	/* The line's time, unless it claims to be in the future (clock skew,
 	 * a time zone mix-up): a controller's time never goes back. */
@@ -327,7 +286,7 @@ static int on_log(void *arg, uint32_t events)
 	if (r == 1) {
 		pr_info("log %s: end of input; caps stay as they are, clean intervals still count",
 			fb->log);
-		sg_loop_del(&fb->d->loop, fb->follow_fd);
+		sg_loop_del(fb->loop, fb->follow_fd);
 		fb->follow_fd = -1;
 		return 0;
 	}
@@ -345,7 +304,7 @@ static int on_timer(void *arg, uint32_t events)
 	(void)events;
 	if (read(fb->timer_fd, &ticks, sizeof(ticks)) < 0 && errno == EAGAIN)
 		return 0;
-	for (unsigned g = 0; g < fb->d->cfg->ngroups; g++)
+	for (unsigned g = 0; g < fb->cfg->ngroups; g++)
 		follow_kernel(fb, (int)g, now);
 	sg_learn_advance(&fb->learn, now);
 	if (fb->dirty)
@@ -357,7 +316,7 @@ static int on_timer(void *arg, uint32_t events)
 /* Caps to start from: the state file, else what the kernel enforces now. */
 static void restore(struct sg_fb *fb, int64_t now)
 {
-	const struct sg_config *cfg = fb->d->cfg;
+	const struct sg_config *cfg = fb->cfg;
 	struct sg_state *st = calloc(1, sizeof(*st));
 	uint32_t caps[SG_MAX_GROUPS];
 	char err[PATH_MAX + 128];
@@ -380,8 +339,8 @@ static void restore(struct sg_fb *fb, int64_t now)
 	for (unsigned i = 0; i < cfg->ngroups; i++) {
 		const struct sg_state_group *s = have ? sg_state_find(st, cfg->groups[i].name) : NULL;
 
-		fb->slot[i] = sg_kernel_group(fb->d->k, cfg->groups[i].name);
-		caps[i] = s ? s->cap : fb->slot[i] >= 0 ? fb->d->k->groups[fb->slot[i]].cap
+		fb->slot[i] = sg_kernel_group(fb->k, cfg->groups[i].name);
+		caps[i] = s ? s->cap : fb->slot[i] >= 0 ? fb->k->groups[fb->slot[i]].cap
 							 : cfg->groups[i].cap;
 	}
 	sg_learn_start(&fb->learn, now, caps);
@@ -390,11 +349,7 @@ static void restore(struct sg_fb *fb, int64_t now)
 		struct sg_ctl *c = &fb->learn.ctl[i];
 
 		if (s) {
-			if (s->paused_until > now)
-				sg_ctl_restore_pause(c, s->paused_until, s->resume_cap);
-			else if (s->paused_until)
-				c->cap = c->conf->min_cap > s->resume_cap ? c->conf->min_cap
-					 : s->resume_cap > c->conf->max_cap ? c->conf->max_cap : s->resume_cap;
+			sg_ctl_restore(c, now, s->paused_until, s->resume_cap);
 			c->signals = s->signals;
 			if (s->changed > 0) {
 				c->last.time = s->changed;
@@ -404,7 +359,7 @@ static void restore(struct sg_fb *fb, int64_t now)
 			sg_ctl_follow(c, 0, now);   /* a pause set by hand stays */
 		}
 		if (fb->slot[i] >= 0) {
-			sg_kernel_set_cap(fb->d->k, fb->slot[i], c->cap);
+			sg_kernel_set_cap(fb->k, fb->slot[i], c->cap);
 			fb->written[i] = c->cap;
 		}
 		publish(fb, (int)i);
@@ -414,29 +369,32 @@ static void restore(struct sg_fb *fb, int64_t now)
 	free(st);
 }
 
-int sg_feedback_start(struct sg_daemon *d)
+int sg_feedback_start(struct sg_fb **out, struct sg_kernel *k, const struct sg_config *cfg,
+		      struct sg_loop *loop, const struct sg_room *room, const char *log)
 {
 	struct sg_fb *fb = calloc(1, sizeof(*fb));
 	int64_t now = (int64_t)time(NULL);
 	char err[256];
 	int r;
 
-	d->fb = NULL;
+	*out = NULL;
 	if (!fb)
 		return -ENOMEM;
-	fb->d = d;
+	fb->k = k;
+	fb->cfg = cfg;
+	fb->loop = loop;
+	fb->room = room;
 	fb->follow_fd = fb->timer_fd = fb->map_fd = -1;
-	if (d->cfg->retry_command[0])
-		signal(SIGCHLD, SIG_IGN);   /* retry_command children reap themselves */
-	fb->log = d->opts->log ? d->opts->log : d->cfg->log;
-	if ((r = sg_learn_init(&fb->learn, d->cfg, SG_FMT_AUTO, now, on_change, fb, err, sizeof(err)))) {
+	sg_retry_init(&fb->retry, cfg->retry_command, cfg->retry_delay);
+	fb->log = log ? log : cfg->log;
+	if ((r = sg_learn_init(&fb->learn, cfg, SG_FMT_AUTO, now, on_change, fb, err, sizeof(err)))) {
 		pr_err("feedback: %s", err);
 		free(fb);
 		return r;
 	}
-	fb->map_fd = sg_feedback_map(d->k->pin_dir, true);
+	fb->map_fd = sg_feedback_map(k->pin_dir, true);
 	if (fb->map_fd < 0)
-		pr_warn("feedback map in %s: %s (status will not show signals)", d->k->pin_dir,
+		pr_warn("feedback map in %s: %s (status will not show signals)", k->pin_dir,
 			strerror(-fb->map_fd));
 	restore(fb, now);
 	save(fb);
@@ -452,39 +410,32 @@ int sg_feedback_start(struct sg_daemon *d)
 		goto fail;
 	}
 	fb->follow_fd = sg_follow_fd(fb->follow);
-	if ((r = sg_loop_add(&d->loop, fb->follow_fd, EPOLLIN, on_log, fb)) ||
-	    (r = sg_loop_add(&d->loop, fb->timer_fd, EPOLLIN, on_timer, fb)))
+	if ((r = sg_loop_add(loop, fb->follow_fd, EPOLLIN, on_log, fb)) ||
+	    (r = sg_loop_add(loop, fb->timer_fd, EPOLLIN, on_timer, fb)))
 		goto fail;
 	if ((r = sg_follow_read(fb->follow)) < 0)
 		goto fail;
 	arm(fb);
-	d->fb = fb;
+	*out = fb;
 	pr_info("following %s: caps learn from the MTA's deferrals", fb->log);
 	return 0;
 fail:
-	d->fb = fb;
-	sg_feedback_stop(d);
+	sg_feedback_stop(fb);
 	return r;
 }
 
-void sg_feedback_stop(struct sg_daemon *d)
+void sg_feedback_stop(struct sg_fb *fb)
 {
-	struct sg_fb *fb = d->fb;
-
 	if (!fb)
 		return;
 	if (fb->learn.started)
 		save(fb);
 	if (fb->follow_fd >= 0)
-		sg_loop_del(&d->loop, fb->follow_fd);
-	if (fb->timer_fd >= 0) {
-		sg_loop_del(&d->loop, fb->timer_fd);
-		close(fb->timer_fd);
-	}
+		sg_loop_del(fb->loop, fb->follow_fd);
+	sg_loop_drop(fb->loop, &fb->timer_fd);
 	sg_follow_close(fb->follow);
 	if (fb->map_fd >= 0)
 		close(fb->map_fd);
 	sg_learn_free(&fb->learn);
 	free(fb);
-	d->fb = NULL;
 }

@@ -11,13 +11,21 @@
 #ifndef SG_FEEDBACK_H
 #define SG_FEEDBACK_H
 
-#include "daemon.h"
+#include "config.h"
+#include "kernel.h"
+#include "loop.h"
+#include "room.h"
 
-/* Start following (d->opts->log, else d->cfg->log) on d->loop; sets d->fb. */
-int sg_feedback_start(struct sg_daemon *d);
+struct sg_fb;
 
-/* Save the state and let go of everything; d->fb becomes NULL. */
-void sg_feedback_stop(struct sg_daemon *d);
+/* Start following `log` (NULL: cfg->log) on the loop, learning the caps of
+ * the kernel's groups; the waiting room (NULL if none) tells when the
+ * sessions it held began upstream. Errors are logged here. */
+int sg_feedback_start(struct sg_fb **out, struct sg_kernel *k, const struct sg_config *cfg,
+		      struct sg_loop *loop, const struct sg_room *room, const char *log);
+
+/* Save the state and let go of everything. NULL is fine. */
+void sg_feedback_stop(struct sg_fb *fb);
 
 /* Open (or create and pin) <pin_dir>/feedback. */
 int sg_feedback_map(const char *pin_dir, bool create);

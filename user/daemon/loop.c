@@ -55,6 +55,15 @@ void sg_loop_del(struct sg_loop *l, int fd)
 		}
 }
 
+void sg_loop_drop(struct sg_loop *l, int *fd)
+{
+	if (*fd < 0)
+		return;
+	sg_loop_del(l, *fd);
+	close(*fd);
+	*fd = -1;
+}
+
 int sg_loop_run(struct sg_loop *l)
 {
 	struct epoll_event evs[16];

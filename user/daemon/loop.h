@@ -21,6 +21,8 @@ int sg_loop_init(struct sg_loop *l);
 int sg_loop_add(struct sg_loop *l, int fd, uint32_t events, sg_handler fn, void *arg);
 int sg_loop_mod(struct sg_loop *l, int fd, uint32_t events);
 void sg_loop_del(struct sg_loop *l, int fd);
+/* Take *fd out of the loop and close it; *fd becomes -1 (a no-op if < 0). */
+void sg_loop_drop(struct sg_loop *l, int *fd);
 /* Run until sg_loop_stop or a handler error. */
 int sg_loop_run(struct sg_loop *l);
 void sg_loop_stop(struct sg_loop *l);

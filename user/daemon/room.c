@@ -26,52 +26,37 @@
 #include "fdstore.h"
 #include "netns.h"
 #include "log.h"
+#include "relay.h"
 #include "room.h"
+#include "waitq.h"
 
-#define BUF 16384
-#define SAMPLES 256
 #define TICK_MS 100
 #define ADMISSIONS 256
 
 enum state { WAITING, CONNECTING, RELAYING };
 
-struct pipe_buf {
-	char data[BUF];
-	size_t off, len;
-	bool eof;              /* the reading side ended */
-	bool shut;             /* the writing side was shut down */
-};
-
 struct conn {
+	struct sg_waiter w;    /* first: in its (group, source) queue while WAITING */
 	enum state state;
 	int group;
 	uint32_t slot;         /* source slot the kernel counts it under */
 	uint32_t qslot;        /* its queue: slot, or 0 where the group has one pool */
-	int cfd, ufd;          /* client (MTA) and upstream */
+	struct sg_relay io;    /* client (MTA) and upstream */
 	struct sockaddr_storage dst, src;
 	socklen_t dstlen, srclen;   /* srclen 0: the MTA left the source to the kernel */
-	uint64_t since_ms;
-	struct pipe_buf up, down;   /* client->upstream, upstream->client */
-	struct conn *next;     /* FIFO of a (group, source) while WAITING */
 	struct sg_room *owner;
 	struct sg_door *door;  /* came through it: its namespace is the client's */
 	char stored[SG_FDNAME_LEN]; /* its name in the fd store, or "" */
 	bool taken;            /* a relay the previous daemon left */
 };
 
-/* The FIFO of one (group, source): a slot freed for a source admits its own. */
-struct queue {
-	struct conn *head, *tail;
-	uint32_t n;
-};
-
-/* A group's queues and what they add up to. */
+/* A group's queues, one FIFO per source (a slot freed for a source admits
+ * its own), and what they add up to. */
 struct gqueues {
-	struct queue q[SG_MAX_SOURCES];
+	struct sg_waitq q[SG_MAX_SOURCES];
 	uint32_t n;                 /* waiting in all its queues */
 	uint32_t nslots;            /* queues used: q[0..nslots) */
-	uint32_t samples[SAMPLES];  /* recent queue times, ms */
-	uint32_t nsamples, next;
+	struct sg_waittimes times;  /* recent queue times */
 };
 
 /* An upstream connect the room made: where to and when (wall clock). */
@@ -175,38 +160,21 @@ static void count_waiting(struct conn *c, int delta)
 	__atomic_fetch_add(&sc->waiting, (uint32_t)delta, __ATOMIC_RELEASE);
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-	return (x > y) - (x < y);
-}
-
 static void sample(struct sg_room *r, int g, uint32_t ms)
 {
-	struct gqueues *q = &r->gq[g];
-	uint32_t s[SAMPLES];
 	struct sg_group *grp = &r->k->groups[g];
+	struct sg_wait_pct pct;
 
-	q->samples[q->next] = ms;
-	q->next = (q->next + 1) % SAMPLES;
-	if (q->nsamples < SAMPLES)
-		q->nsamples++;
-	memcpy(s, q->samples, q->nsamples * sizeof(s[0]));
-	qsort(s, q->nsamples, sizeof(s[0]), cmp_u32);
-	grp->wait_p50_ms = s[q->nsamples * 50 / 100];
-	grp->wait_p90_ms = s[q->nsamples * 90 / 100];
-	grp->wait_p99_ms = s[q->nsamples * 99 / 100];
+	sg_waittimes_add(&r->gq[g].times, ms, &pct);
+	grp->wait_p50_ms = pct.p50;
+	grp->wait_p90_ms = pct.p90;
+	grp->wait_p99_ms = pct.p99;
 }
 
-/* Take an fd out of the loop and close it. */
-static void drop_fd(struct sg_loop *loop, int *fd)
+/* The head of a (group, source) queue, NULL if none waits. */
+static struct conn *head(struct sg_room *r, int g, uint32_t qslot)
 {
-	if (*fd < 0)
-		return;
-	sg_loop_del(loop, *fd);
-	close(*fd);
-	*fd = -1;
+	return (struct conn *)r->gq[g].q[qslot].head;
 }
 
 /* A relay's two fds in the store: NAME.c (the MTA's side), NAME.u (upstream). */
@@ -243,8 +211,7 @@ static void conn_free(struct conn *c)
 	}
 	if (c->taken && !--c->owner->taken_relays)
 		drop_old_links(c->owner);
-	drop_fd(c->owner->loop, &c->cfd);
-	drop_fd(c->owner->loop, &c->ufd);
+	sg_relay_close(&c->io);
 	if (c->door)
 		sg_door_put(c->door);
 	free(c);
@@ -253,14 +220,8 @@ static void conn_free(struct conn *c)
 static void enqueue(struct conn *c)
 {
 	struct gqueues *gq = &c->owner->gq[c->group];
-	struct queue *q = &gq->q[c->qslot];
 
-	if (q->tail)
-		q->tail->next = c;
-	else
-		q->head = c;
-	q->tail = c;
-	q->n++;
+	sg_waitq_push(&gq->q[c->qslot], &c->w);
 	gq->n++;
 	if (c->qslot >= gq->nslots)
 		gq->nslots = c->qslot + 1;
@@ -271,96 +232,19 @@ static void enqueue(struct conn *c)
 static void unqueue(struct conn *c)
 {
 	struct gqueues *gq = &c->owner->gq[c->group];
-	struct queue *q = &gq->q[c->qslot];
-	struct conn **pp = &q->head, *prev = NULL;
+	struct sg_waitq *q = &gq->q[c->qslot];
+	uint32_t n = q->n;
 
-	for (; *pp; prev = *pp, pp = &(*pp)->next)
-		if (*pp == c) {
-			*pp = c->next;
-			if (q->tail == c)
-				q->tail = prev;
-			q->n--;
-			gq->n--;
-			count_waiting(c, -1);
-			break;
-		}
-	c->next = NULL;
+	sg_waitq_remove(q, &c->w);
+	if (q->n != n) {
+		gq->n--;
+		count_waiting(c, -1);
+	}
 	if (c->stored[0]) {        /* out of the line: no longer the store's */
 		sg_fdstore_drop(c->stored);
 		c->stored[0] = '\0';
 	}
 	publish(c->owner, c->group);
-}
-
-/* Epoll interest of each side from the buffers: read when there is room,
- * write when there is something to write. */
-static void rearm(struct conn *c)
-{
-	uint32_t ce = 0, ue = 0;
-
-	if (!c->up.eof && c->up.len == 0)
-		ce |= EPOLLIN;
-	if (c->down.len)
-		ce |= EPOLLOUT;
-	if (!c->down.eof && c->down.len == 0)
-		ue |= EPOLLIN;
-	if (c->up.len)
-		ue |= EPOLLOUT;
-	sg_loop_mod(c->owner->loop, c->cfd, ce | EPOLLRDHUP);
-	sg_loop_mod(c->owner->loop, c->ufd, ue | EPOLLRDHUP);
-}
-
-/* Move bytes from `from` through b to `to`. -1: the session is over. */
-static int pump(int from, int to, struct pipe_buf *b, bool can_read)
-{
-	if (can_read && !b->eof && b->len == 0) {
-		ssize_t n = read(from, b->data, sizeof(b->data));
-
-		if (n > 0) {
-			b->off = 0;
-			b->len = (size_t)n;
-		} else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
-			b->eof = true;
-		}
-	}
-	while (b->len) {
-		ssize_t n = write(to, b->data + b->off, b->len);
-
-		if (n < 0) {
-			if (errno == EAGAIN || errno == EINTR)
-				break;
-			return -1;
-		}
-		b->off += (size_t)n;
-		b->len -= (size_t)n;
-	}
-	/* Pass a finished direction on as a half-close, so that the other
-	 * side can end its session (SMTP QUIT) before we let go. */
-	if (b->eof && !b->len && !b->shut) {
-		shutdown(to, SHUT_WR);
-		b->shut = true;
-	}
-	return 0;
-}
-
-static int on_relay(void *arg, uint32_t events, bool client)
-{
-	struct conn *c = arg;
-	bool in = events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR);
-
-	if (pump(c->cfd, c->ufd, &c->up, client && in) ||
-	    pump(c->ufd, c->cfd, &c->down, !client && in) ||
-	    (c->up.shut && c->down.shut)) {
-		conn_free(c);
-		return 0;
-	}
-	/* A write side may have freed room: try the other direction too. */
-	if (pump(c->cfd, c->ufd, &c->up, false) || pump(c->ufd, c->cfd, &c->down, false)) {
-		conn_free(c);
-		return 0;
-	}
-	rearm(c);
-	return 0;
 }
 
 static int on_client(void *arg, uint32_t events)
@@ -370,13 +254,13 @@ static int on_client(void *arg, uint32_t events)
 	if (c->state == WAITING) {
 		char b;
 		ssize_t n = events & (EPOLLHUP | EPOLLERR) ? 0 :
-			    recv(c->cfd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+			    recv(c->io.cfd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
 
 		/* An SMTP client sends nothing before the greeting: readable
 		 * means it gave up. A client that speaks first (TLS on
 		 * connect) keeps its bytes in the socket until we relay. */
 		if (n > 0) {
-			sg_loop_mod(c->owner->loop, c->cfd, 0);
+			sg_loop_mod(c->owner->loop, c->io.cfd, 0);
 		} else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
 			unqueue(c);
 			conn_free(c);
@@ -385,7 +269,9 @@ static int on_client(void *arg, uint32_t events)
 	}
 	if (c->state == CONNECTING)
 		return 0;
-	return on_relay(arg, events, true);
+	if (sg_relay_event(&c->io, events, true))
+		conn_free(c);
+	return 0;
 }
 
 static int on_upstream(void *arg, uint32_t events)
@@ -396,7 +282,7 @@ static int on_upstream(void *arg, uint32_t events)
 		int err = 0;
 		socklen_t len = sizeof(err);
 
-		getsockopt(c->ufd, SOL_SOCKET, SO_ERROR, &err, &len);
+		getsockopt(c->io.ufd, SOL_SOCKET, SO_ERROR, &err, &len);
 		if (err || (events & (EPOLLERR | EPOLLHUP))) {
 			pr_debug("waiting room: upstream connect for %s: %s", c->owner->name[c->group],
 				 strerror(err ? err : ECONNRESET));
@@ -404,10 +290,12 @@ static int on_upstream(void *arg, uint32_t events)
 			return 0;
 		}
 		c->state = RELAYING;
-		rearm(c);
+		sg_relay_arm(&c->io);
 		return 0;
 	}
-	return on_relay(arg, events, false);
+	if (sg_relay_event(&c->io, events, false))
+		conn_free(c);
+	return 0;
 }
 
 /*
@@ -442,7 +330,7 @@ static void keep_relay(struct conn *c)
 	snprintf(c->stored, sizeof(c->stored), "r.%d.%lu.%d.%u", c->group,
 		 (unsigned long)c->door->ino, (int)getpid(), ++r->nrelays);
 	relay_names(c, cn, un);
-	if (sg_fdstore_put(c->cfd, cn) || sg_fdstore_put(c->ufd, un)) {
+	if (sg_fdstore_put(c->io.cfd, cn) || sg_fdstore_put(c->io.ufd, un)) {
 		sg_fdstore_drop(cn);
 		c->stored[0] = '\0';
 	}
@@ -451,11 +339,10 @@ static void keep_relay(struct conn *c)
 /* Connect the head of a (group, source) queue upstream while the kernel admits. */
 static void admit(struct sg_room *r, int g, uint32_t qslot)
 {
-	struct queue *q = &r->gq[g].q[qslot];
 	uint32_t mark = SG_ROOM_MARK;
+	struct conn *c;
 
-	while (q->head) {
-		struct conn *c = q->head;
+	while ((c = head(r, g, qslot))) {
 		/* Made in the client's namespace: its routes, NAT and source. */
 		int fd = sg_netns_socket(c->door->nsfd, c->dst.ss_family,
 					 SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -484,15 +371,15 @@ static void admit(struct sg_room *r, int g, uint32_t qslot)
 			continue;
 		}
 		unqueue(c);
-		sample(r, g, (uint32_t)(now_ms() - c->since_ms));
+		sample(r, g, (uint32_t)(now_ms() - c->w.since_ms));
 		admitted(r, &c->dst);
-		c->ufd = fd;
+		c->io.ufd = fd;
 		c->state = CONNECTING;
 		if (sg_loop_add(r->loop, fd, EPOLLOUT, on_upstream, c)) {
 			conn_free(c);
 			continue;
 		}
-		sg_loop_mod(r->loop, c->cfd, EPOLLRDHUP);
+		sg_loop_mod(r->loop, c->io.cfd, EPOLLRDHUP);
 		keep_relay(c);
 	}
 }
@@ -504,7 +391,7 @@ static void turn_away(struct conn *c, unsigned waited_s)
 	char reply[256];
 	int n = snprintf(reply, sizeof(reply), SG_ROOM_TIMEOUT_REPLY, waited_s, r->name[c->group]);
 
-	if (write(c->cfd, reply, (size_t)n) != n) {
+	if (write(c->io.cfd, reply, (size_t)n) != n) {
 		/* the client is gone; nothing to tell */
 	}
 	unqueue(c);
@@ -513,11 +400,11 @@ static void turn_away(struct conn *c, unsigned waited_s)
 
 static void expire(struct sg_room *r, int g, uint32_t qslot, uint64_t now)
 {
-	struct queue *q = &r->gq[g].q[qslot];
+	struct conn *c;
 
-	while (q->head && now - q->head->since_ms >= (uint64_t)r->wait_s[g] * 1000) {
+	while ((c = head(r, g, qslot)) && now - c->w.since_ms >= (uint64_t)r->wait_s[g] * 1000) {
 		__atomic_fetch_add(&r->k->groups[g].queue_timeouts, 1, __ATOMIC_RELAXED);
-		turn_away(q->head, r->wait_s[g]);
+		turn_away(c, r->wait_s[g]);
 	}
 }
 
@@ -644,7 +531,6 @@ static void pending_addrs(const struct sg_pending *p, struct conn *c)
  * goes to the end of its line. */
 static bool hold(struct sg_room *r, struct conn *c, struct sg_door *d, const struct sg_pending *p)
 {
-	c->ufd = -1;
 	c->group = (int)p->group;
 	c->slot = p->slot;
 	/* One queue per source where the cap is per source, else one. */
@@ -652,9 +538,9 @@ static bool hold(struct sg_room *r, struct conn *c, struct sg_door *d, const str
 	c->door = d;
 	sg_door_get(d);
 	pending_addrs(p, c);
-	if (sg_loop_add(r->loop, c->cfd, EPOLLIN | EPOLLRDHUP, on_client, c)) {
-		close(c->cfd);
-		c->cfd = -1;
+	if (sg_loop_add(r->loop, c->io.cfd, EPOLLIN | EPOLLRDHUP, on_client, c)) {
+		close(c->io.cfd);
+		c->io.cfd = -1;
 		conn_free(c);
 		return false;
 	}
@@ -678,7 +564,7 @@ static void keep_waiter(struct conn *c, const struct sg_pending *p)
 	s += sprintf(s, "w.%lu.", (unsigned long)c->door->ino);
 	for (size_t i = 0; i < sizeof(*p); i++)
 		s += sprintf(s, "%02x", b[i]);
-	if (sg_fdstore_put(c->cfd, c->stored))
+	if (sg_fdstore_put(c->io.cfd, c->stored))
 		c->stored[0] = '\0';
 }
 
@@ -704,7 +590,7 @@ static int cmp_since(const void *a, const void *b)
 {
 	const struct conn *x = *(struct conn *const *)a, *y = *(struct conn *const *)b;
 
-	return (x->since_ms > y->since_ms) - (x->since_ms < y->since_ms);
+	return (x->w.since_ms > y->w.since_ms) - (x->w.since_ms < y->w.since_ms);
 }
 
 /*
@@ -741,20 +627,20 @@ static bool take_relay(struct sg_room *r, struct sg_fd_given *v, int n, int i)
 	c->owner = r;
 	c->group = g;
 	c->state = RELAYING;
-	c->cfd = v[i].fd;
-	c->ufd = v[other].fd;
+	sg_relay_init(&c->io, r->loop, v[i].fd);
+	c->io.ufd = v[other].fd;
 	v[i].fd = v[other].fd = -1;
 	if ((c->door = sg_doors_find(r->doors, ino)))
 		sg_door_get(c->door);
 	snprintf(c->stored, sizeof(c->stored), "%.*s", (int)(len - 2), name);
-	if (sg_loop_add(r->loop, c->cfd, 0, on_client, c) ||
-	    sg_loop_add(r->loop, c->ufd, 0, on_upstream, c)) {
+	if (sg_loop_add(r->loop, c->io.cfd, 0, on_client, c) ||
+	    sg_loop_add(r->loop, c->io.ufd, 0, on_upstream, c)) {
 		conn_free(c);
 		return true;
 	}
 	c->taken = true;
 	r->taken_relays++;
-	rearm(c);
+	sg_relay_arm(&c->io);
 	return true;
 }
 
@@ -781,8 +667,8 @@ static int take_over(struct sg_room *r, struct sg_fd_given *v, int n)
 			r->oldlinks[r->noldlinks++] = v[i];
 		} else if (w && waiter_record(v[i].name, &ino, &p) && sg_doors_find(r->doors, ino) &&
 			   (w[nw] = calloc(1, sizeof(**w)))) {
-			w[nw]->cfd = v[i].fd;
-			w[nw]->since_ms = p.ts_ns / 1000000;   /* the kernel's clock is ours */
+			sg_relay_init(&w[nw]->io, r->loop, v[i].fd);
+			w[nw]->w.since_ms = p.ts_ns / 1000000;   /* the kernel's clock is ours */
 			snprintf(w[nw]->stored, sizeof(w[nw]->stored), "%s", v[i].name);
 			nw++;
 		} else {
@@ -832,8 +718,8 @@ static void on_accept(void *arg, struct sg_door *d)
 				continue;
 			}
 			c->owner = r;
-			c->cfd = fd;
-			c->since_ms = now_ms();
+			sg_relay_init(&c->io, r->loop, fd);
+			c->w.since_ms = now_ms();
 			if (!hold(r, c, d, &p))
 				continue;
 			keep_waiter(c, &p);
@@ -841,21 +727,6 @@ static void on_accept(void *arg, struct sg_door *d)
 		}
 	}
 	set_ticking(r);
-}
-
-static int write_pid(const char *cgroup)
-{
-	char path[PATH_MAX + 16], pid[32];
-	int fd, n, r = 0;
-
-	snprintf(path, sizeof(path), "%s/cgroup.procs", cgroup);
-	n = snprintf(pid, sizeof(pid), "%d", getpid());
-	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0 || write(fd, pid, (size_t)n) != n)
-		r = -errno;
-	if (fd >= 0)
-		close(fd);
-	return r;
 }
 
 /* Remove the (empty) room cgroups of daemons that were killed. */
@@ -895,15 +766,13 @@ static int govern_self(struct sg_room *r)
 		r->parent[0] = '\0';
 		return ret;
 	}
-	size_t n = strlen(r->k->cgroup_path);
-	if (n && !strncmp(r->parent, r->k->cgroup_path, n) &&
-	    (r->parent[n] == '\0' || r->parent[n] == '/'))
+	if (sg_cgroup_within(r->parent, r->k->cgroup_path))
 		return 0;   /* inside the governed tree already */
 	sweep_rooms(r->parent);
 	snprintf(r->cgroup, sizeof(r->cgroup), "%s/smtpgov-room.%d", r->parent, getpid());
 	if (mkdir(r->cgroup, 0755) && errno != EEXIST)
 		return -errno;
-	if ((ret = write_pid(r->cgroup)))
+	if ((ret = sg_cgroup_join(r->cgroup)))
 		return ret;
 	ret = sg_kernel_attach_room(r->k, r->cgroup, r->links, err, sizeof(err));
 	if (ret)
@@ -1020,16 +889,14 @@ void sg_room_stop(struct sg_room *r)
 	}
 	for (int g = 0; r->gq && g < SG_MAX_GROUPS; g++) {
 		for (uint32_t i = 0; i < r->gq[g].nslots; i++) {
-			struct queue *q = &r->gq[g].q[i];
+			struct conn *c;
 
-			while (q->head) {
-				struct conn *c = q->head;
-
+			while ((c = head(r, g, i))) {
 				if (!r->stored) {
-					turn_away(c, (unsigned)((now_ms() - c->since_ms) / 1000));
+					turn_away(c, (unsigned)((now_ms() - c->w.since_ms) / 1000));
 					continue;
 				}
-				q->head = c->next;
+				r->gq[g].q[i].head = c->w.next;
 				c->stored[0] = '\0';   /* it stays in the store */
 				conn_free(c);
 			}
@@ -1038,14 +905,14 @@ void sg_room_stop(struct sg_room *r)
 			r->k->groups[g].waiting = 0;
 	}
 	free(r->gq);
-	drop_fd(r->loop, &r->tick_fd);
+	sg_loop_drop(r->loop, &r->tick_fd);
 	if (r->wake) {
 		sg_loop_del(r->loop, ring_buffer__epoll_fd(r->wake));
 		ring_buffer__free(r->wake);
 	}
 	for (int i = 0; i < 3; i++)
 		bpf_link__destroy(r->links[i]);
-	if (r->cgroup[0] && !write_pid(r->parent))
+	if (r->cgroup[0] && !sg_cgroup_join(r->parent))
 		rmdir(r->cgroup);
 	free(r);
 }

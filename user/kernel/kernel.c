@@ -8,9 +8,7 @@
 #include <stdarg.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <linux/magic.h>
-#include <mntent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +20,7 @@
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include "controller.h"
 #include "kernel.h"
 #include "log.h"
 #include "smtpgov.skel.h"
@@ -144,57 +143,6 @@ void sg_kernel_close(struct sg_kernel *k)
 	k->lock_fd = -1;
 }
 
-static const char *find_fs(const char *type, char *buf, size_t len)
-{
-	FILE *fp = setmntent("/proc/self/mounts", "re");
-	struct mntent *m;
-
-	buf[0] = '\0';
-	if (!fp)
-		return buf;
-	while ((m = getmntent(fp)))
-		if (!strcmp(m->mnt_type, type)) {
-			snprintf(buf, len, "%s", m->mnt_dir);
-			break;
-		}
-	endmntent(fp);
-	return buf;
-}
-
-const char *sg_cgroup2_root(void)
-{
-	static char root[PATH_MAX];
-
-	if (!root[0])
-		find_fs("cgroup2", root, sizeof(root));
-	return root;
-}
-
-static uint64_t want_id;
-static char *found_path;
-static size_t found_len;
-
-static int match_cgroup(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	(void)ftw;
-	if (type == FTW_D && (uint64_t)st->st_ino == want_id) {
-		snprintf(found_path, found_len, "%s", path);
-		return 1;
-	}
-	return 0;
-}
-
-void sg_cgroup_path(uint64_t id, char *buf, size_t len)
-{
-	buf[0] = '\0';
-	if (!id || !sg_cgroup2_root()[0])
-		return;
-	want_id = id;
-	found_path = buf;
-	found_len = len;
-	nftw(sg_cgroup2_root(), match_cgroup, 16, FTW_PHYS | FTW_MOUNT);
-}
-
 /* The pin dir must live on a bpf filesystem; mount the usual one if needed. */
 static int ensure_bpffs(const char *pin_dir, char *err, size_t errlen)
 {
@@ -253,31 +201,6 @@ static int lock_pin_dir(struct sg_kernel *k, bool create, char *err, size_t errl
 	return 0;
 }
 
-static int open_cgroup(const char *cgroup, uint64_t *id, char *err, size_t errlen)
-{
-	struct statfs sfs;
-	struct stat st;
-	int fd = open(cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-	if (fd < 0) {
-		int r = -errno;
-
-		snprintf(err, errlen, "cgroup %s: %s", cgroup, strerror(errno));
-		return r;
-	}
-	if (fstatfs(fd, &sfs) || sfs.f_type != CGROUP2_SUPER_MAGIC || fstat(fd, &st)) {
-		const char *root = sg_cgroup2_root();
-
-		snprintf(err, errlen, "cgroup %s: not a cgroup v2 directory (%s%s)", cgroup,
-			 root[0] ? "cgroup v2 is mounted at " : "no cgroup v2 is mounted",
-			 root[0] ? root : "");
-		close(fd);
-		return -ENOTDIR;
-	}
-	*id = st.st_ino;
-	return fd;
-}
-
 static int attach(struct sg_kernel *k, int cgroup_fd, char *err, size_t errlen)
 {
 	struct bpf_program *progs[NLINKS] = {
@@ -320,7 +243,7 @@ int sg_kernel_load(struct sg_kernel *k, const char *pin_dir, const char *cgroup,
 	err[0] = '\0';
 	if ((r = ensure_bpffs(pin_dir, err, errlen)) || (r = lock_pin_dir(k, true, err, errlen)))
 		goto fail;
-	cgroup_fd = open_cgroup(cgroup, &cgid, err, errlen);
+	cgroup_fd = sg_cgroup_open(cgroup, &cgid, err, errlen);
 	if (cgroup_fd < 0) {
 		r = cgroup_fd;
 		goto fail;
@@ -454,7 +377,7 @@ int sg_kernel_attach_room(struct sg_kernel *k, const char *cgroup, struct bpf_li
 		k->skel->progs.sg_connect4, k->skel->progs.sg_connect6, k->skel->progs.sg_release,
 	};
 	uint64_t id;
-	int fd = open_cgroup(cgroup, &id, err, errlen), r = 0;
+	int fd = sg_cgroup_open(cgroup, &id, err, errlen), r = 0;
 
 	if (fd < 0)
 		return fd;
@@ -598,11 +521,7 @@ int sg_kernel_sync(struct sg_kernel *k, const struct sg_config *cfg)
 			/* Adopted: keep what was enforced or learned, within bounds
 			 * (0 is a pause and stays). */
 			g = &k->groups[slot];
-			cap = __atomic_load_n(&g->cap, __ATOMIC_RELAXED);
-			if (cap > c->max_cap)
-				cap = c->max_cap;
-			else if (cap && cap < c->min_cap)
-				cap = c->min_cap;
+			cap = sg_ctl_bound(c, __atomic_load_n(&g->cap, __ATOMIC_RELAXED));
 			if (!(g->flags & SG_GROUP_ACTIVE))
 				cap = c->cap;
 		}

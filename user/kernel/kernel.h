@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <limits.h>
 #include "smtpgov.h"
+#include "cgroup.h"
 #include "config.h"
 
 #define SG_DEFAULT_PIN_DIR "/sys/fs/bpf/smtpgov"
@@ -110,12 +111,6 @@ int sg_kernel_settings(const struct sg_kernel *k, struct sg_settings *s);
  * Returns the number of groups repaired (recount.c).
  */
 int sg_kernel_recount(struct sg_kernel *k);
-
-/* cgroup2 mount point, "" if none. */
-const char *sg_cgroup2_root(void);
-
-/* Path of a cgroup by id under the cgroup2 mount, or "" if not found. */
-void sg_cgroup_path(uint64_t id, char *buf, size_t len);
 
 /* Route libbpf's own messages through sg_log, demoted one level. */
 void sg_log_libbpf(void);
