@@ -352,7 +352,7 @@ int sg_kernel_reattach(struct sg_kernel *k, const char *cgroup, char *err, size_
 {
 	char path[PATH_MAX];
 	uint64_t id;
-	int fd = open_cgroup(cgroup, &id, err, errlen), r;
+	int fd = sg_cgroup_open(cgroup, &id, err, errlen), r;
 
 	if (fd < 0)
 		return fd;
