@@ -677,7 +677,8 @@ static int take_over(struct sg_room *r, struct sg_fd_given *v, int n)
 		}
 		v[i].fd = -1;
 	}
-	qsort(w, (size_t)nw, sizeof(*w), cmp_since);
+	if (nw)
+		qsort(w, (size_t)nw, sizeof(*w), cmp_since);   /* w may be NULL */
 	for (int i = 0; i < nw; i++) {
 		waiter_record(w[i]->stored, &ino, &p);
 		w[i]->owner = r;
