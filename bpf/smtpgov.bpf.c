@@ -222,12 +222,17 @@ static __always_inline void untag(__u64 *cookie, const struct sg_sock *tag)
 
 /*
  * The waiting room's port in the caller's network namespace, if it listens
- * there and has room for one more; else 0.
+ * there and has room for one more; else 0. Room is reserved here: `waiting`
+ * counts the connections held and those on their way, one added atomically
+ * per connect sent (never past queue_max, however many arrive at once,
+ * whatever the daemon has accepted yet), taken off by the waiting room when
+ * the connection leaves its queue.
  */
 static __always_inline __u16 room_port(struct bpf_sock_addr *ctx, const struct sg_settings *s,
-				       const struct sg_group *grp, __u64 *netns)
+				       struct sg_group *grp, __u64 *netns)
 {
 	struct bpf_sock *listener;
+	__u32 old;
 	__u16 port;
 
 	if (!s->room_port || grp->waiting >= grp->queue_max)
@@ -241,6 +246,11 @@ static __always_inline __u16 room_port(struct bpf_sock_addr *ctx, const struct s
 	}
 	port = (__u16)listener->src_port;
 	bpf_sk_release(listener);
+	old = __sync_fetch_and_add(&grp->waiting, 1);
+	if (old >= grp->queue_max) {
+		__sync_fetch_and_add(&grp->waiting, -1);
+		return 0;
+	}
 	return port;
 }
 
@@ -314,8 +324,10 @@ static __always_inline int enqueue(struct bpf_sock_addr *ctx, __u64 *cookie,
 
 	__builtin_memcpy(t.orig_addr, addr, 16);
 	__builtin_memcpy(t.src, src->addr, 16);
-	if (bpf_map_update_elem(&socks, cookie, &t, BPF_ANY))
+	if (bpf_map_update_elem(&socks, cookie, &t, BPF_ANY)) {
+		__sync_fetch_and_add(&grp->waiting, -1);   /* room_port's reservation */
 		return REFUSE;
+	}
 	if (family == AF_INET) {
 		ctx->user_ip4 = bpf_htonl(0x7f000001);
 	} else if (addr[2] == bpf_htonl(0xffff) && addr[0] == 0 && addr[1] == 0) {

@@ -113,7 +113,10 @@ struct sg_group {
 	__u64 last_event_ns;    /* rate limit of ring-buffer events */
 	__u64 events_dropped;   /* events suppressed by that limit */
 	/* queue verdict; written by the daemon's waiting room unless noted */
-	__u32 waiting;          /* connections held now */
+	__u32 waiting;          /* held now or on their way: the kernel adds one
+	                         * per connect it sends to the room (atomically,
+	                         * never past queue_max), the room takes it off
+	                         * when the connection leaves its queue */
 	__u32 queue_max;        /* over this many waiting: refuse (userspace sets) */
 	__u64 queued;           /* connects sent to the waiting room (kernel, atomic) */
 	__u64 queue_timeouts;   /* held past queue_wait, answered 421 */

@@ -176,23 +176,6 @@ static void server_stop(struct server *s)
 	close(s->fd);
 }
 
-/* Read one line (up to \n) with a deadline; returns its length or -1. */
-static int read_line(int fd, char *buf, size_t len, int timeout_ms)
-{
-	size_t n = 0;
-
-	while (n + 1 < len) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-
-		if (poll(&p, 1, timeout_ms) <= 0 || read(fd, buf + n, 1) != 1)
-			return -1;
-		if (buf[n++] == '\n')
-			break;
-	}
-	buf[n] = '\0';
-	return (int)n;
-}
-
 /* --- clients --- */
 
 struct client {

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -137,8 +138,9 @@ int env_daemon(struct env *e, const char *extra, bool room)
 	 * (nsenter, not `ip netns exec`, which would hide bpffs). */
 	if (e->netns[0])
 		snprintf(ns, sizeof(ns), "nsenter --net=/var/run/netns/%s ", e->netns);
-	snprintf(cmd, sizeof(cmd), "exec %s%s --pin-dir %s load --cgroup %s --config %s %s",
-		 ns, smtpgov_bin(), e->pin_dir, e->cgroup, e->conf, extra ? extra : "");
+	snprintf(cmd, sizeof(cmd), "exec %s%s %s --pin-dir %s load --cgroup %s --config %s %s",
+		 ns, e->wrap ? e->wrap : "", smtpgov_bin(), e->pin_dir, e->cgroup, e->conf,
+		 extra ? extra : "");
 	e->daemon = fork();
 	if (e->daemon == 0) {
 		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
@@ -460,6 +462,22 @@ int tcp_connect_from(int family, const char *src, const char *addr, int port)
 		return r;
 	}
 	return fd;
+}
+
+int read_line(int fd, char *buf, size_t len, int timeout_ms)
+{
+	size_t n = 0;
+
+	while (n + 1 < len) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+
+		if (poll(&p, 1, timeout_ms) <= 0 || read(fd, buf + n, 1) != 1)
+			return -1;
+		if (buf[n++] == '\n')
+			break;
+	}
+	buf[n] = '\0';
+	return (int)n;
 }
 
 void tcp_bye(int fd)

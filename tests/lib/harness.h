@@ -30,6 +30,8 @@ struct env {
 	pid_t kids[64];
 	int nkids;
 	pid_t daemon;               /* smtpgov load, if env_daemon started one */
+	const char *wrap;           /* command env_daemon runs smtpgov under
+	                             * ("prlimit --nofile=512:512"), NULL: none */
 };
 
 /* Path of the smtpgov binary under test ($SMTPGOV_BIN or build/smtpgov). */
@@ -88,6 +90,8 @@ int tcp_connect(int family, const char *addr, int port);
 /* The same from a socket bound to src first (port 0), as an MTA with a
  * chosen sending address does; src NULL: unbound. */
 int tcp_connect_from(int family, const char *src, const char *addr, int port);
+/* Read one line (up to \n) with a deadline; returns its length or -1. */
+int read_line(int fd, char *buf, size_t len, int timeout_ms);
 /* Say goodbye to a listener (see above) and close. */
 void tcp_bye(int fd);
 

@@ -84,6 +84,7 @@ static void test_full_file(void **state)
 	fclose(fp);
 	assert_int_equal(load("[global]\nports = 25 587\nmode = dry-run ; comment\nstate = /tmp/x\n"
 			      "retry_command = postqueue -c /etc/postfix -i %q\nretry_delay = 2s\n"
+			      "room_max = 300\n"
 			      "[group microsoft]\ncap = 1\nmin_cap = 1\nmax_cap = 6\ndecrease = 0.25\n"
 			      "cooldown = 2m\nincrease_after = 20\nincrease_interval = 1h\npause = 1d\n"
 			      "[group partner-relay]\nranges = 198.51.100.0/24\n"
@@ -98,6 +99,7 @@ static void test_full_file(void **state)
 	assert_string_equal(cfg.state, "/tmp/x");
 	assert_string_equal(cfg.retry_command, "postqueue -c /etc/postfix -i %q");
 	assert_int_equal(cfg.retry_delay, 2);
+	assert_int_equal(cfg.room_max, 300);
 	g = sg_config_group(&cfg, "microsoft");
 	assert_int_equal(cfg.groups[g].cap, 1);
 	assert_int_equal(cfg.groups[g].max_cap, 6);
@@ -192,6 +194,7 @@ static void test_errors(void **state)
 	expect_error("[rule r]\ngroup = nosuch\n", "[rule r] names unknown group 'nosuch'");
 	expect_error("[rule r]\ndsn = 4.7\n", "bad value '4.7' for 'dsn'");
 	expect_error("[global]\nretry_command = postqueue -i\n", "retry_command 'postqueue -i' has no %q");
+	expect_error("[global]\nroom_max = 0\n", "bad value '0' for 'room_max' in [global]");
 	expect_error("[global]\nmta = sendmail\n", "bad MTA 'sendmail': want postfix[:CONFIG_DIR] or exim[:PID_FILE]");
 	expect_error("[global]\nmta = postfix:etc\n", "bad MTA 'postfix:etc': the config directory must be an absolute path");
 	expect_error("[group x]\nranges = 10.0.0.0/8 10.0.0.0/8 10.0.0.0/8 10.0.0.0/8 10.0.0.0/8 10.0.0.0/8 "

@@ -62,6 +62,7 @@ static const struct key keys[] = {
 	{ S_GLOBAL, "retry_command", K_PATH, G(retry_command), 0, 0 },
 	{ S_GLOBAL, "retry_delay", K_DUR, G(retry_delay), 0, 3600 },
 	{ S_GLOBAL, "max_sources", K_UINT, G(max_sources), 1, SG_MAX_SOURCES - 1 },
+	{ S_GLOBAL, "room_max", K_UINT,   G(room_max), 1, 1000000 },
 
 	{ S_GROUP, "ranges",            K_RANGES,      0,                      0, 0 },
 	{ S_GROUP, "ranges_file",       K_RANGES_FILE, 0,                      0, 0 },

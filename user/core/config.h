@@ -66,6 +66,9 @@ struct sg_config {
 	char retry_command[PATH_MAX]; /* "" = off; %q = the queue id */
 	uint32_t retry_delay;    /* s before retry_command runs */
 	uint32_t max_sources;    /* bound sending addresses counted apart */
+	uint32_t room_max;       /* connections the waiting room holds at once
+	                          * (held and relaying); 0: sum of queue_max +
+	                          * max_cap over the groups that queue */
 	struct sg_group_conf groups[SG_MAX_GROUPS];
 	unsigned ngroups;
 	struct sg_rule rules[SG_MAX_RULES];

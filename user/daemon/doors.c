@@ -2,6 +2,7 @@
 /* The waiting room's doors, one per network namespace (see doors.h). */
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@ struct sg_doors {
 	void *ctx;
 	int scan_fd;
 	bool kicked;           /* a scan is due in SG_DOORS_KICK_MS */
+	bool paused;           /* listeners not polled (sg_doors_accepting) */
 	struct sg_door *d[SG_MAX_NETNS];   /* open (or failed) doors; [0] is ours */
 	int n;
 	struct sg_fd_given *given; /* fds the previous daemon left (taken: fd -1) */
@@ -97,8 +99,9 @@ static int open_door(struct sg_doors *ds, struct sg_door *d)
 	taken = take_given(ds, d);
 	if ((!taken && (r = sg_netns_run(d->nsfd, listen_here, d))) ||
 	    (r = sg_netns_cookie(d->lfd4, &d->cookie)) ||
-	    (r = sg_loop_add(ds->loop, d->lfd4, EPOLLIN, on_listener, d)) ||
-	    (d->lfd6 >= 0 && (r = sg_loop_add(ds->loop, d->lfd6, EPOLLIN, on_listener, d))))
+	    (r = sg_loop_add(ds->loop, d->lfd4, ds->paused ? 0 : EPOLLIN, on_listener, d)) ||
+	    (d->lfd6 >= 0 &&
+	     (r = sg_loop_add(ds->loop, d->lfd6, ds->paused ? 0 : EPOLLIN, on_listener, d))))
 		return r;
 	fd = (__u64)d->lfd4;
 	if (bpf_map_update_elem(ds->k->room_fd, &d->cookie, &fd, BPF_ANY))
@@ -136,6 +139,38 @@ static void close_listeners(struct sg_doors *ds, struct sg_door *d)
 	}
 	for (int i = 0; i < 2; i++)
 		sg_loop_drop(ds->loop, fds[i]);
+}
+
+void sg_doors_accepting(struct sg_doors *ds, bool on)
+{
+	ds->paused = !on;
+	for (int i = 0; i < ds->n; i++) {
+		struct sg_door *d = ds->d[i];
+
+		if (d->lfd4 >= 0)
+			sg_loop_mod(ds->loop, d->lfd4, on ? EPOLLIN : 0);
+		if (d->lfd6 >= 0)
+			sg_loop_mod(ds->loop, d->lfd6, on ? EPOLLIN : 0);
+	}
+}
+
+uint32_t sg_doors_backlog(const struct sg_doors *ds)
+{
+	uint32_t n = 0;
+
+	for (int i = 0; i < ds->n; i++) {
+		int fds[2] = { ds->d[i]->lfd4, ds->d[i]->lfd6 };
+
+		for (int j = 0; j < 2; j++) {
+			struct tcp_info ti;
+			socklen_t len = sizeof(ti);
+
+			/* For a listener, tcpi_unacked is its accept queue's length. */
+			if (fds[j] >= 0 && !getsockopt(fds[j], IPPROTO_TCP, TCP_INFO, &ti, &len))
+				n += ti.tcpi_unacked;
+		}
+	}
+	return n;
 }
 
 void sg_door_get(struct sg_door *d)

@@ -62,6 +62,12 @@ void sg_doors_kick(struct sg_doors *ds);
 /* Close every door (leaving `room`); connections keep theirs until put. */
 void sg_doors_stop(struct sg_doors *ds);
 
+/* Poll the listeners or not: off while the room is full or out of
+ * descriptors (what arrives waits in the accept queues). */
+void sg_doors_accepting(struct sg_doors *ds, bool on);
+/* Connections in all the doors' accept queues. */
+uint32_t sg_doors_backlog(const struct sg_doors *ds);
+
 void sg_door_get(struct sg_door *d);
 void sg_door_put(struct sg_door *d);
 

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause
 /* A two-socket relay with half-close (see relay.h). */
 #include <errno.h>
+#include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -11,22 +12,29 @@ void sg_relay_init(struct sg_relay *r, struct sg_loop *loop, int cfd)
 	r->loop = loop;
 	r->cfd = cfd;
 	r->ufd = -1;
-	r->up.off = r->up.len = r->down.off = r->down.len = 0;
-	r->up.eof = r->up.shut = r->down.eof = r->down.shut = false;
+	r->b = NULL;
+}
+
+static struct sg_relay_bufs *bufs(struct sg_relay *r)
+{
+	if (!r->b)
+		r->b = calloc(1, sizeof(*r->b));
+	return r->b;
 }
 
 /* Read when there is room, write when there is something to write. */
 void sg_relay_arm(struct sg_relay *r)
 {
+	struct sg_relay_bufs *b = bufs(r);
 	uint32_t ce = 0, ue = 0;
 
-	if (!r->up.eof && r->up.len == 0)
+	if (b && !b->up.eof && b->up.len == 0)
 		ce |= EPOLLIN;
-	if (r->down.len)
+	if (b && b->down.len)
 		ce |= EPOLLOUT;
-	if (!r->down.eof && r->down.len == 0)
+	if (b && !b->down.eof && b->down.len == 0)
 		ue |= EPOLLIN;
-	if (r->up.len)
+	if (b && b->up.len)
 		ue |= EPOLLOUT;
 	sg_loop_mod(r->loop, r->cfd, ce | EPOLLRDHUP);
 	sg_loop_mod(r->loop, r->ufd, ue | EPOLLRDHUP);
@@ -68,13 +76,16 @@ static int pump(int from, int to, struct sg_relay_buf *b, bool can_read)
 bool sg_relay_event(struct sg_relay *r, uint32_t events, bool client)
 {
 	bool in = events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR);
+	struct sg_relay_bufs *b = bufs(r);
 
-	if (pump(r->cfd, r->ufd, &r->up, client && in) ||
-	    pump(r->ufd, r->cfd, &r->down, !client && in) ||
-	    (r->up.shut && r->down.shut))
+	if (!b)
+		return true;           /* no memory for the buffers: end it */
+	if (pump(r->cfd, r->ufd, &b->up, client && in) ||
+	    pump(r->ufd, r->cfd, &b->down, !client && in) ||
+	    (b->up.shut && b->down.shut))
 		return true;
 	/* A write side may have freed room: try the other direction too. */
-	if (pump(r->cfd, r->ufd, &r->up, false) || pump(r->ufd, r->cfd, &r->down, false))
+	if (pump(r->cfd, r->ufd, &b->up, false) || pump(r->ufd, r->cfd, &b->down, false))
 		return true;
 	sg_relay_arm(r);
 	return false;
@@ -84,4 +95,6 @@ void sg_relay_close(struct sg_relay *r)
 {
 	sg_loop_drop(r->loop, &r->cfd);
 	sg_loop_drop(r->loop, &r->ufd);
+	free(r->b);
+	r->b = NULL;
 }

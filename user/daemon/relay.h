@@ -21,10 +21,16 @@ struct sg_relay_buf {
 	bool shut;             /* the writing side was shut down */
 };
 
+struct sg_relay_bufs {
+	struct sg_relay_buf up, down;   /* client->upstream, upstream->client */
+};
+
+/* The buffers come with the first arm or event, so that a connection that
+ * only waits costs a few bytes, not 32 KiB (a flood holds thousands). */
 struct sg_relay {
 	struct sg_loop *loop;
 	int cfd, ufd;          /* client (MTA) and upstream; -1 when closed */
-	struct sg_relay_buf up, down;   /* client->upstream, upstream->client */
+	struct sg_relay_bufs *b;   /* NULL until relaying */
 };
 
 void sg_relay_init(struct sg_relay *r, struct sg_loop *loop, int cfd);
@@ -36,7 +42,7 @@ void sg_relay_arm(struct sg_relay *r);
  * Returns true when the session is over: sg_relay_close it. */
 bool sg_relay_event(struct sg_relay *r, uint32_t events, bool client);
 
-/* Both sides out of the loop and closed. */
+/* Both sides out of the loop and closed, the buffers freed. */
 void sg_relay_close(struct sg_relay *r);
 
 #endif

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <time.h>
@@ -79,6 +80,10 @@ struct sg_room {
 	unsigned taken_relays;      /* relays the previous daemon left, still relayed on */
 	struct sg_fd_given *oldlinks; /* the hooks of earlier daemons' room cgroups */
 	int noldlinks;
+	uint32_t nconns, room_max;  /* connections we hold (any state), the bound */
+	bool paused;                /* not accepting: at room_max, or out of fds */
+	uint64_t fd_warned_ms;      /* last "cannot accept" line */
+	uint32_t stale[SG_MAX_GROUPS], stale_ticks[SG_MAX_GROUPS]; /* see repair() */
 	uint16_t port;              /* of the door in our own namespace */
 	struct ring_buffer *wake;
 	struct bpf_link *links[3];
@@ -148,7 +153,6 @@ static void publish(struct sg_room *r, int g)
 	for (uint32_t i = 0; i < gq->nslots; i++)
 		if (gq->q[i].head && gq->q[i].head->since_ms < oldest)
 			oldest = gq->q[i].head->since_ms;
-	__atomic_store_n(&grp->waiting, gq->n, __ATOMIC_RELEASE);
 	__atomic_store_n(&grp->wait_oldest_ms, (uint32_t)(now - oldest), __ATOMIC_RELAXED);
 }
 
@@ -200,8 +204,29 @@ static void drop_old_links(struct sg_room *r)
 	r->noldlinks = 0;
 }
 
+/* A connection the kernel sent us left its group's queue (or never made it
+ * in): its place in the kernel's `waiting` is free for the next connect. */
+static void give_back(struct sg_room *r, int g)
+{
+	uint32_t *w = &r->k->groups[g].waiting, v = __atomic_load_n(w, __ATOMIC_RELAXED);
+
+	while (v && !__atomic_compare_exchange_n(w, &v, v - 1, false, __ATOMIC_ACQ_REL,
+						 __ATOMIC_RELAXED))
+		;
+}
+
+static void set_accepting(struct sg_room *r, bool on)
+{
+	if (r->paused == !on || !r->doors)
+		return;
+	r->paused = !on;
+	sg_doors_accepting(r->doors, on);
+}
+
 static void conn_free(struct conn *c)
 {
+	struct sg_room *r = c->owner;
+
 	if (c->stored[0] && c->state != WAITING) {   /* a relay ends: out of the store */
 		char cn[SG_FDNAME_LEN], un[SG_FDNAME_LEN];
 
@@ -215,6 +240,10 @@ static void conn_free(struct conn *c)
 	if (c->door)
 		sg_door_put(c->door);
 	free(c);
+	r->nconns--;
+	/* A place is free again: accept (and retry after running out of fds). */
+	if (r->paused && r->nconns < r->room_max)
+		set_accepting(r, true);
 }
 
 static void enqueue(struct conn *c)
@@ -239,6 +268,7 @@ static void unqueue(struct conn *c)
 	if (q->n != n) {
 		gq->n--;
 		count_waiting(c, -1);
+		give_back(c->owner, c->group);
 	}
 	if (c->stored[0]) {        /* out of the line: no longer the store's */
 		sg_fdstore_drop(c->stored);
@@ -410,11 +440,12 @@ static void expire(struct sg_room *r, int g, uint32_t qslot, uint64_t now)
 
 static void set_ticking(struct sg_room *r)
 {
-	bool want = false;
+	bool want = r->paused;
 	struct itimerspec its = { 0 };
 
+	/* Tick while anybody waits, here or on the way (the kernel's count). */
 	for (int g = 0; g < SG_MAX_GROUPS && !want; g++)
-		want = r->gq[g].n > 0;
+		want = r->gq[g].n > 0 || __atomic_load_n(&r->k->groups[g].waiting, __ATOMIC_RELAXED);
 	if (want == r->ticking)
 		return;
 	if (want)
@@ -423,17 +454,51 @@ static void set_ticking(struct sg_room *r)
 	r->ticking = want;
 }
 
-/* While anybody waits: expire, and admit (a cap may have been raised). */
+/*
+ * A place the kernel reserved for a connect that never reached us (its
+ * handshake with a door failed and the client gave up) would stay counted
+ * in `waiting` for good. When nothing of the group is held, none is in the
+ * accept queues, and `waiting` stood still for REPAIR_TICKS, what it counts
+ * never arrives: give it back, and say so.
+ */
+#define REPAIR_TICKS 5
+
+static void repair(struct sg_room *r, int g, bool idle)
+{
+	uint32_t *w = &r->k->groups[g].waiting, v = __atomic_load_n(w, __ATOMIC_ACQUIRE);
+	uint32_t held = r->gq[g].n;
+
+	if (!idle || held || !v || v != r->stale[g]) {
+		r->stale[g] = held ? 0 : v;
+		r->stale_ticks[g] = 0;
+		return;
+	}
+	if (++r->stale_ticks[g] < REPAIR_TICKS)
+		return;
+	if (__atomic_compare_exchange_n(w, &v, 0, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+		pr_warn("waiting room: %s: %u places reserved for connects that never arrived: "
+			"given back", r->name[g], v);
+	r->stale[g] = r->stale_ticks[g] = 0;
+}
+
+/* While anybody waits: expire, admit (a cap may have been raised), accept
+ * again if we had to stop, and repair `waiting`. */
 static int on_tick(void *arg, uint32_t events)
 {
 	struct sg_room *r = arg;
 	uint64_t ticks, now = now_ms();
+	bool idle;
 
 	(void)events;
 	if (read(r->tick_fd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
 		return 0;
+	if (r->paused && r->nconns < r->room_max)
+		set_accepting(r, true);
+	idle = !r->paused && !sg_doors_backlog(r->doors);
 	for (int g = 0; g < SG_MAX_GROUPS; g++) {
 		struct gqueues *gq = &r->gq[g];
+
+		repair(r, g, idle);
 
 		for (uint32_t i = 0; i < gq->nslots && gq->n; i++) {
 			if (!gq->q[i].n)
@@ -627,6 +692,7 @@ static bool take_relay(struct sg_room *r, struct sg_fd_given *v, int n, int i)
 	c->owner = r;
 	c->group = g;
 	c->state = RELAYING;
+	r->nconns++;
 	sg_relay_init(&c->io, r->loop, v[i].fd);
 	c->io.ufd = v[other].fd;
 	v[i].fd = v[other].fd = -1;
@@ -682,12 +748,28 @@ static int take_over(struct sg_room *r, struct sg_fd_given *v, int n)
 	for (int i = 0; i < nw; i++) {
 		waiter_record(w[i]->stored, &ino, &p);
 		w[i]->owner = r;
+		r->nconns++;
 		hold(r, w[i], sg_doors_find(r->doors, ino), &p);
 	}
 	free(w);
 	if (!r->taken_relays)
 		drop_old_links(r);
 	return nw;
+}
+
+/* accept() failed for want of descriptors (or memory): stop accepting
+ * until a connection ends or the next tick, instead of spinning on a
+ * listener that stays readable; say so once a minute. */
+static void out_of_fds(struct sg_room *r, int err)
+{
+	uint64_t now = now_ms();
+
+	set_accepting(r, false);
+	if (!r->fd_warned_ms || now - r->fd_warned_ms >= 60000) {
+		pr_warn("waiting room: cannot accept: %s (holding %u connections); the rest wait "
+			"in the accept queues", strerror(err), r->nconns);
+		r->fd_warned_ms = now;
+	}
 }
 
 static void on_accept(void *arg, struct sg_door *d)
@@ -706,23 +788,41 @@ static void on_accept(void *arg, struct sg_door *d)
 			struct sg_pending_key key;
 			struct sg_pending p;
 			struct conn *c;
-			int fd = accept4(lfd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+			int fd;
 
-			if (fd < 0)
+			if (r->nconns >= r->room_max) {
+				/* The rest waits in the accept queues (each has its
+				 * place in `waiting`, so they are bounded too). */
+				set_accepting(r, false);
 				break;
+			}
+			fd = accept4(lfd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+			if (fd < 0) {
+				if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+				    errno == ENOMEM)
+					out_of_fds(r, errno);
+				break;
+			}
 			pending_key(&peer, d->cookie, &key);
 			if (bpf_map_lookup_and_delete_elem(r->k->pending_fd, &key, &p) ||
-			    p.group >= SG_MAX_GROUPS || p.slot >= SG_MAX_SOURCES ||
-			    !(c = calloc(1, sizeof(*c)))) {
+			    p.group >= SG_MAX_GROUPS || p.slot >= SG_MAX_SOURCES) {
 				/* Not sent by the kernel: nobody else may use us as a relay. */
 				close(fd);
 				continue;
 			}
+			if (!(c = calloc(1, sizeof(*c)))) {
+				give_back(r, (int)p.group);
+				close(fd);
+				continue;
+			}
+			r->nconns++;
 			c->owner = r;
 			sg_relay_init(&c->io, r->loop, fd);
 			c->w.since_ms = now_ms();
-			if (!hold(r, c, d, &p))
+			if (!hold(r, c, d, &p)) {
+				give_back(r, (int)p.group);
 				continue;
+			}
 			keep_waiter(c, &p);
 			admit(r, c->group, c->qslot);
 		}
@@ -781,6 +881,54 @@ static int govern_self(struct sg_room *r)
 	return ret;
 }
 
+/* Descriptors the daemon needs besides the room's: maps, links, epoll,
+ * inotify, timers, the log, the state file, a door per namespace. */
+#define FD_RESERVE 128
+
+/*
+ * How many connections the room may hold at once: room_max, or by default
+ * every queueing group's queue_max and max_cap (a group never has more in
+ * the room). Each takes up to two descriptors: raise the soft limit as far
+ * as needed (the unit sets LimitNOFILE=), hold fewer when the hard limit
+ * is lower, and say so.
+ */
+static uint32_t room_bound(const struct sg_config *cfg)
+{
+	uint64_t want = cfg->room_max, lim;
+	struct rlimit rl;
+
+	if (!want)
+		for (unsigned i = 0; i < cfg->ngroups; i++)
+			if (cfg->groups[i].verdict == SG_VERDICT_QUEUE)
+				want += cfg->groups[i].queue_max + cfg->groups[i].max_cap;
+	if (!want)
+		want = 1;
+	if (getrlimit(RLIMIT_NOFILE, &rl))
+		return (uint32_t)want;
+	lim = 2 * want + FD_RESERVE;
+	if (rl.rlim_cur < lim) {
+		struct rlimit nl = { .rlim_cur = rl.rlim_max < lim ? rl.rlim_max : lim,
+				     .rlim_max = rl.rlim_max };
+
+		if (nl.rlim_cur > rl.rlim_cur && !setrlimit(RLIMIT_NOFILE, &nl)) {
+			pr_info("open-file limit raised from %llu to %llu", (unsigned long long)rl.rlim_cur,
+				(unsigned long long)nl.rlim_cur);
+			rl.rlim_cur = nl.rlim_cur;
+		}
+	}
+	if (rl.rlim_cur < lim) {
+		uint64_t fit = rl.rlim_cur > FD_RESERVE + 2 ? (rl.rlim_cur - FD_RESERVE) / 2 : 1;
+
+		pr_warn("open-file limit %llu (hard limit %llu) is below the %llu that %llu connections in "
+			"the waiting room need: it holds at most %llu at once, the rest wait in its "
+			"accept queues (raise LimitNOFILE= or ulimit -n)",
+			(unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max,
+			(unsigned long long)lim, (unsigned long long)want, (unsigned long long)fit);
+		want = fit;
+	}
+	return (uint32_t)want;
+}
+
 int sg_room_start(struct sg_room **out, struct sg_kernel *k, const struct sg_config *cfg,
 		  struct sg_loop *loop)
 {
@@ -798,12 +946,12 @@ int sg_room_start(struct sg_room **out, struct sg_kernel *k, const struct sg_con
 	r->cfg = cfg;
 	r->loop = loop;
 	r->tick_fd = -1;
+	r->room_max = room_bound(cfg);
 	for (int g = 0; g < SG_MAX_GROUPS; g++) {
 		memcpy(r->name[g], k->groups[g].name, SG_NAME_LEN);
 		int ci = sg_config_group(cfg, r->name[g]);
 
 		r->wait_s[g] = ci >= 0 ? cfg->groups[ci].queue_wait : 120;
-		k->groups[g].waiting = 0;
 		for (uint32_t i = 0; i < SG_MAX_SOURCES; i++)
 			sg_kernel_srccount(k, g, i)->waiting = 0;
 	}
@@ -824,6 +972,11 @@ int sg_room_start(struct sg_room **out, struct sg_kernel *k, const struct sg_con
 	/* Open the doors last: a listener in each namespace, then the port;
 	 * those the previous daemon left in the fd store, if it did. */
 	ngiven = sg_fdstore_take(&given);
+	/* The kernel's `waiting` counts the connections held and on their way.
+	 * Taking over, they are still there (the ones that are not give their
+	 * places back through repair()); else nothing is. */
+	for (int g = 0; !ngiven && g < SG_MAX_GROUPS; g++)
+		k->groups[g].waiting = 0;
 	if ((ret = sg_doors_start(&r->doors, k, loop, on_accept, r, &r->port, given, ngiven)))
 		goto fail;
 	r->stored = sg_doors_stored(r->doors);
@@ -852,6 +1005,13 @@ int sg_room_start(struct sg_room **out, struct sg_kernel *k, const struct sg_con
 		"governed processes (checked every %d s)%s%s%s", r->port, SG_DOORS_SCAN_MS / 1000,
 		r->cgroup[0] ? ", its connects governed in " : "", r->cgroup,
 		r->stored ? "; kept in the fd store across restarts" : "");
+	/* Memory: a held connection is its struct; one admitted upstream adds
+	 * its relay buffers (and no more are admitted than the caps allow). */
+	pr_info("waiting room: at most %u connections at once (room_max), %zu bytes each while "
+		"held, %zu while relaying: at most %llu KiB", r->room_max, sizeof(struct conn),
+		sizeof(struct conn) + sizeof(struct sg_relay_bufs),
+		(unsigned long long)r->room_max * (sizeof(struct conn) + sizeof(struct sg_relay_bufs)) /
+		1024);
 	for (int g = 0; g < SG_MAX_GROUPS; g++)
 		for (uint32_t i = 0; i < r->gq[g].nslots; i++)
 			admit(r, g, i);
