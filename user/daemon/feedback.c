@@ -34,6 +34,8 @@ struct sg_fb {
 	int map_fd;                /* pinned `feedback` map, -1 if unavailable */
 	bool save_state;           /* false: the state path holds a foreign file */
 	bool dirty;                /* a cap changed since the last save */
+	int save_err;              /* the last save's error (negative), 0 if it worked */
+	int64_t save_warned;       /* when that error was last logged */
 	int slot[SG_MAX_GROUPS];   /* config index -> kernel slot */
 	struct sg_retry retry;     /* retry_command runs */
 	uint32_t written[SG_MAX_GROUPS]; /* last cap written, to notice `smtpgov set` */
@@ -131,6 +133,8 @@ static void publish(struct sg_fb *fb, int g)
 		pr_debug("feedback map: %s", strerror(errno));
 }
 
+#define SAVE_WARN_EVERY 60    /* s between two lines about the same save error */
+
 static void save(struct sg_fb *fb)
 {
 	const struct sg_config *cfg = fb->cfg;
@@ -151,10 +155,23 @@ static void save(struct sg_fb *fb)
 		g->changed = c->last.time;
 		snprintf(g->reason, sizeof(g->reason), "%s", c->last.reason);
 	}
-	if ((r = sg_state_save(cfg->state, st)))
-		pr_warn("state %s: %s (learned caps are not saved)", cfg->state, strerror(-r));
-	else
+	/* A full or read-only disk fails every save: the old file stays (the
+	 * save is a rename of a complete temp file), learning goes on, and
+	 * the error is said when it changes and then once a minute. */
+	if ((r = sg_state_save(cfg->state, st))) {
+		int64_t now = (int64_t)time(NULL);
+
+		if (r != fb->save_err || now - fb->save_warned >= SAVE_WARN_EVERY) {
+			pr_warn("state %s: %s (learned caps are not saved; the last saved state stays)",
+				cfg->state, strerror(-r));
+			fb->save_warned = now;
+		}
+	} else {
+		if (fb->save_err)
+			pr_info("state %s: saved again", cfg->state);
 		fb->dirty = false;
+	}
+	fb->save_err = r;
 	free(st);
 }
 

@@ -1,0 +1,239 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause
+/*
+ * Root tests: the daemon under bad conditions. The state file's directory
+ * full (a small tmpfs of the test's own, ENOSPC) and then read-only
+ * (EROFS): the state saved before stays whole, each error is logged when
+ * it starts and not again within the minute however many caps change,
+ * learning goes on (the caps in the kernel follow the log), and once the
+ * disk takes writes again the state is saved.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "harness.h"
+
+/* cooldown 0 and decrease 0.9 from cap 30, so that every deferral moves
+ * the cap one step down (each move a save); the rest are defaults. */
+#define CONF "[global]\nports = 2525\nbuiltin = no\nverdict = refuse\nstate = %s/st/state\n" \
+	     "[group lo]\nranges = 127.0.13.1/32\ncap = 30\nmax_cap = 30\ncooldown = 0s\n" \
+	     "decrease = 0.9\n"
+
+#define OLD_STATE "smtpgov-state 1\n" \
+	"group lo cap 30 resume 0 paused_until 0 signals 0 changed 1795521600 reason set by the test\n" \
+	"end 1\n"
+
+static struct env E;
+static char st_dir[PATH_MAX + 8];
+static int qid;
+
+static void append(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0644);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+}
+
+static char *slurp(const char *path)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *fp = fopen(path, "r");
+
+	if (!fp)
+		return strdup("");
+	if (getdelim(&buf, &len, '\0', fp) < 0) {
+		free(buf);
+		buf = strdup("");
+	}
+	fclose(fp);
+	return buf;
+}
+
+static int count(const char *hay, const char *needle)
+{
+	int n = 0;
+
+	for (const char *p = hay; (p = strstr(p, needle)); p++)
+		n++;
+	return n;
+}
+
+/* A deferral of lo: 421 4.4.5, a concurrency signal: one step down. Its
+ * session began as it was answered (delays all 0), after the last step, so
+ * it is no echo of it. */
+static void log_line(void)
+{
+	char line[512], path[PATH_MAX + 16];
+
+	snprintf(line, sizeof(line), "Q%06dABC: to=<a@example.com>, relay=mx[127.0.13.1]:25, delay=0, "
+		 "delays=0/0/0/0, dsn=4.4.5, status=deferred (host mx[127.0.13.1] said: 421 4.4.5 "
+		 "Server busy, try again later (in reply to RCPT TO command))\n", ++qid);
+	snprintf(path, sizeof(path), "%s/mail.log", E.tmp);
+	append(path, line);
+}
+
+static uint32_t cap_now(void)
+{
+	return __atomic_load_n(&env_group(&E, "lo")->cap, __ATOMIC_SEQ_CST);
+}
+
+/* Wait (up to 2 s) for the kernel's cap to leave `from`; returns it. */
+static uint32_t cap_moves(uint32_t from)
+{
+	for (int i = 0; i < 200 && cap_now() == from; i++)
+		usleep(10000);
+	return cap_now();
+}
+
+static void test_state_disk_full_then_read_only(void **state)
+{
+	char conf[1024], extra[PATH_MAX * 2], statef[PATH_MAX + 16], tmpf[PATH_MAX + 32];
+	char logpath[PATH_MAX + 16], fill[PATH_MAX + 16], *saved, *log;
+	uint32_t cap;
+	int fd;
+
+	(void)state;
+	/* Our own small tmpfs, the old state in it, then full to the last byte. */
+	snprintf(st_dir, sizeof(st_dir), "%s/st", E.tmp);
+	assert_int_equal(mkdir(st_dir, 0755), 0);
+	assert_int_equal(mount("tmpfs", st_dir, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k"), 0);
+	snprintf(statef, sizeof(statef), "%s/state", st_dir);
+	snprintf(tmpf, sizeof(tmpf), "%s.tmp", statef);
+	append(statef, OLD_STATE);
+	snprintf(fill, sizeof(fill), "%s/fill", st_dir);
+	fd = open(fill, O_WRONLY | O_CREAT, 0644);
+	assert_true(fd >= 0);
+	{
+		char block[4096] = { 0 };
+
+		while (write(fd, block, sizeof(block)) > 0)
+			;
+		assert_int_equal(errno, ENOSPC);
+		while (write(fd, block, 1) > 0)   /* the last partial page too */
+			;
+	}
+	close(fd);
+
+	snprintf(conf, sizeof(conf), CONF, E.tmp);
+	env_config(&E, conf);
+	snprintf(logpath, sizeof(logpath), "%s/daemon.log", E.tmp);
+	snprintf(extra, sizeof(extra), "--log %s/mail.log 2>%s", E.tmp, logpath);
+	append(logpath, "");
+	{
+		char ml[PATH_MAX + 16];
+
+		snprintf(ml, sizeof(ml), "%s/mail.log", E.tmp);
+		append(ml, "");
+	}
+	assert_int_equal(env_daemon(&E, extra, false), 0);
+	for (int i = 0; i < 100 && !strstr((log = slurp(logpath)), "following"); i++) {
+		free(log);
+		usleep(20000);
+	}
+	free(log);
+	assert_int_equal(cap_now(), 30);           /* restored from the old state */
+
+	/* Full: six changes, six failed saves, learning goes on. */
+	cap = 30;
+	for (int i = 0; i < 6; i++) {
+		uint32_t now;
+
+		log_line();
+		now = cap_moves(cap);
+		assert_true(now < cap);
+		cap = now;
+	}
+	saved = slurp(statef);
+	assert_string_equal(saved, OLD_STATE);     /* the old state stays whole */
+	free(saved);
+	assert_int_equal(access(tmpf, F_OK), -1);  /* no half-written temp file */
+	log = slurp(logpath);
+	print_message("full disk: 6 cap changes, %d lines about it\n",
+		      count(log, "No space left on device"));
+	assert_int_equal(count(log, "No space left on device"), 1);
+	free(log);
+
+	/* Read-only now: another error, said once; learning still goes on. */
+	assert_int_equal(mount(NULL, st_dir, NULL, MS_REMOUNT | MS_RDONLY, NULL), 0);
+	for (int i = 0; i < 4; i++) {
+		uint32_t now;
+
+		log_line();
+		now = cap_moves(cap);
+		assert_true(now < cap);
+		cap = now;
+	}
+	log = slurp(logpath);
+	assert_int_equal(count(log, "Read-only file system"), 1);
+	free(log);
+	saved = slurp(statef);
+	assert_string_equal(saved, OLD_STATE);
+	free(saved);
+
+	/* Writable and with room again: the next change is saved. */
+	assert_int_equal(mount(NULL, st_dir, NULL, MS_REMOUNT, NULL), 0);
+	assert_int_equal(unlink(fill), 0);
+	log_line();
+	cap = cap_moves(cap);
+	for (int i = 0; i < 100; i++) {
+		saved = slurp(statef);
+		if (strcmp(saved, OLD_STATE))
+			break;
+		free(saved);
+		saved = NULL;
+		usleep(20000);
+	}
+	assert_non_null(saved);
+	{
+		char want[64];
+
+		snprintf(want, sizeof(want), "group lo cap %u ", cap);
+		if (!strstr(saved, want))
+			fail_msg("state after recovery lacks '%s':\n%s", want, saved);
+	}
+	free(saved);
+	log = slurp(logpath);
+	assert_non_null(strstr(log, "saved again"));
+	free(log);
+	assert_int_equal(env_daemon_stop(&E, SIGTERM), 0);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	qid = 0;
+	st_dir[0] = '\0';
+	return env_setup(&E) ? -1 : 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	if (E.daemon > 0)
+		env_daemon_stop(&E, SIGKILL);
+	if (st_dir[0])
+		umount2(st_dir, MNT_DETACH);
+	env_teardown(&E);
+	return 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_state_disk_full_then_read_only, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
