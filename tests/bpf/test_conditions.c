@@ -97,6 +97,21 @@ static uint32_t cap_moves(uint32_t from)
 	return cap_now();
 }
 
+/* n deferrals, each a step down of the kernel's cap from `cap`: learning
+ * goes on. Returns the cap after them. */
+static uint32_t steps_down(uint32_t cap, int n)
+{
+	for (int i = 0; i < n; i++) {
+		uint32_t now;
+
+		log_line();
+		now = cap_moves(cap);
+		assert_true(now < cap);
+		cap = now;
+	}
+	return cap;
+}
+
 static void test_state_disk_full_then_read_only(void **state)
 {
 	char conf[1024], extra[PATH_MAX * 2], statef[PATH_MAX + 16], tmpf[PATH_MAX + 32];
@@ -146,15 +161,7 @@ static void test_state_disk_full_then_read_only(void **state)
 	assert_int_equal(cap_now(), 30);           /* restored from the old state */
 
 	/* Full: six changes, six failed saves, learning goes on. */
-	cap = 30;
-	for (int i = 0; i < 6; i++) {
-		uint32_t now;
-
-		log_line();
-		now = cap_moves(cap);
-		assert_true(now < cap);
-		cap = now;
-	}
+	cap = steps_down(30, 6);
 	saved = slurp(statef);
 	assert_string_equal(saved, OLD_STATE);     /* the old state stays whole */
 	free(saved);
@@ -167,14 +174,7 @@ static void test_state_disk_full_then_read_only(void **state)
 
 	/* Read-only now: another error, said once; learning still goes on. */
 	assert_int_equal(mount(NULL, st_dir, NULL, MS_REMOUNT | MS_RDONLY, NULL), 0);
-	for (int i = 0; i < 4; i++) {
-		uint32_t now;
-
-		log_line();
-		now = cap_moves(cap);
-		assert_true(now < cap);
-		cap = now;
-	}
+	cap = steps_down(cap, 4);
 	log = slurp(logpath);
 	assert_int_equal(count(log, "Read-only file system"), 1);
 	free(log);
