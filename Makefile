@@ -54,7 +54,7 @@ TEST_HELPERS := $(patsubst %.c,$(OUT)/%.o,$(wildcard tests/lib/*.c))
 TOOL_BINS := $(patsubst tests/tools/%.c,$(OUT)/%,$(wildcard tests/tools/*.c))
 BENCH_BINS := $(patsubst bench/%.c,$(OUT)/bench/%,$(wildcard bench/*.c))
 
-.PHONY: all clean deps check check-unit check-bpf check-e2e bench bench-campaign install demo \
+.PHONY: all clean deps check check-source check-unit check-bpf check-e2e bench bench-campaign install demo \
 	fuzz fuzz-build check-fuzz san-build check-san
 .DELETE_ON_ERROR:
 
@@ -143,7 +143,12 @@ deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-check: deps
+# Rules the compiler cannot check: only user/kernel reaches the maps, and
+# comments cite files that exist (tests/check_source.py; it tests itself first).
+check-source:
+	$(Q)python3 tests/check_source.py --self-test && python3 tests/check_source.py
+
+check: deps check-source
 	$(Q)$(MAKE) --no-print-directory all $(UNIT_BINS) $(BPF_TESTS)
 	$(Q)$(MAKE) --no-print-directory check-fuzz check-san
 	$(Q)tests/run $(UNIT_BINS) -- $(BPF_TESTS) -- $(wildcard tests/e2e/test_*.sh)

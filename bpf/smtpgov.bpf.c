@@ -29,6 +29,7 @@ struct {
 	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, struct sg_group);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } groups SEC(".maps");
 
 struct {
@@ -36,6 +37,7 @@ struct {
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, struct sg_settings);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } settings SEC(".maps");
 
 struct {
@@ -44,6 +46,7 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct sg_lpm4);
 	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ranges4 SEC(".maps");
 
 struct {
@@ -52,6 +55,7 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct sg_lpm6);
 	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ranges6 SEC(".maps");
 
 /*
@@ -65,11 +69,13 @@ struct {
 	__uint(max_entries, SG_MAX_SOCKS);
 	__type(key, __u64);
 	__type(value, struct sg_sock);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } socks SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, SG_EVENTS_BYTES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } events SEC(".maps");
 
 /*
@@ -82,6 +88,7 @@ struct {
 	__uint(max_entries, SG_MAX_ROOMS);
 	__type(key, __u64);
 	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } room SEC(".maps");
 
 struct {
@@ -89,11 +96,13 @@ struct {
 	__uint(max_entries, SG_MAX_PENDING);
 	__type(key, struct sg_pending_key);
 	__type(value, struct sg_pending);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } pending SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, SG_WAKEUPS_BYTES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } wakeups SEC(".maps");
 
 /* Sending addresses and their counts per group (include/smtpgov.h). */
@@ -102,6 +111,7 @@ struct {
 	__uint(max_entries, SG_MAX_SOURCES);
 	__type(key, __u8[16]);
 	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sources SEC(".maps");
 
 struct {
@@ -109,6 +119,7 @@ struct {
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, struct sg_source_alloc);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } source_alloc SEC(".maps");
 
 struct {
@@ -117,7 +128,19 @@ struct {
 	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, struct sg_srccount);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } srccounts SEC(".maps");
+
+/* What the daemon's log feedback saw and did, per group (include/smtpgov.h):
+ * no program uses it; declared here so that it is pinned, and typed in BTF,
+ * like the others. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SG_MAX_GROUPS);
+	__type(key, __u32);
+	__type(value, struct sg_feedback);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} feedback SEC(".maps");
 
 /* What a connect is counted under: its bound address and that address's slot. */
 struct source {
@@ -265,10 +288,10 @@ static __always_inline void bound_source(struct bpf_sock *sk, __u16 family, __u3
 	if (family == AF_INET) {
 		__u32 ip = sk->src_ip4;
 
-		src[0] = 0;
-		src[1] = 0;
-		src[2] = ip ? bpf_htonl(0xffff) : 0;
-		src[3] = ip;
+		if (ip)
+			sg_map_v4(src, ip);
+		else
+			src[0] = src[1] = src[2] = src[3] = 0;
 		return;
 	}
 	src[0] = sk->src_ip6[0];
@@ -330,10 +353,10 @@ static __always_inline int enqueue(struct bpf_sock_addr *ctx, __u64 *cookie,
 	}
 	if (family == AF_INET) {
 		ctx->user_ip4 = bpf_htonl(0x7f000001);
-	} else if (addr[2] == bpf_htonl(0xffff) && addr[0] == 0 && addr[1] == 0) {
+	} else if (sg_is_v4mapped(addr)) {
 		ctx->user_ip6[0] = 0;
 		ctx->user_ip6[1] = 0;
-		ctx->user_ip6[2] = bpf_htonl(0xffff);
+		ctx->user_ip6[2] = SG_V4MAPPED_WORD2;
 		ctx->user_ip6[3] = bpf_htonl(0x7f000001);
 	} else {
 		ctx->user_ip6[0] = 0;
@@ -363,7 +386,8 @@ static __always_inline int govern(struct bpf_sock_addr *ctx, __u32 gid,
 	__s32 *pool, *total;
 	bool from_room;
 	__u64 cookie, netns = 0;
-	__u16 to_port;
+	enum sg_outcome out;
+	__u16 to_port = 0;
 	__s32 old;
 
 	if (!grp || !(grp->flags & SG_GROUP_ACTIVE) || !sk)
@@ -392,24 +416,31 @@ static __always_inline int govern(struct bpf_sock_addr *ctx, __u32 gid,
 		total = &cnt->live;
 	}
 	from_room = s->room_mark && sk->mark == s->room_mark;
+	/* Reserve, decide (include/smtpgov.h), apply. */
 	old = __sync_fetch_and_add(pool, 1);
-	if (old >= (__s32)grp->cap) {
-		if (s->mode != SG_MODE_DRY_RUN) {
-			__sync_fetch_and_add(pool, -1);
-			/* The waiting room's own upstream: it retries when a slot
-			 * frees; never sent back to the room, not a refusal. */
-			if (from_room)
-				return REFUSE;
-			if (grp->verdict == SG_VERDICT_QUEUE &&
-			    (to_port = room_port(ctx, s, grp, &netns)))
-				return enqueue(ctx, &cookie, grp, gid, s, family, addr, port, &src,
-					       to_port, netns);
-			__sync_fetch_and_add(&grp->refused, 1);
-			emit(grp, gid, SG_EV_REFUSED, s, family, addr, port, old, &src);
-			return REFUSE;
-		}
+	out = sg_decide(old, grp->cap, s->mode, grp->verdict, from_room, -1);
+	if (out == SG_OUT_ASK_ROOM) {
+		to_port = room_port(ctx, s, grp, &netns);
+		out = sg_decide(old, grp->cap, s->mode, grp->verdict, from_room, to_port != 0);
+	}
+	switch (out) {
+	case SG_OUT_ADMIT:
+		break;
+	case SG_OUT_ADMIT_OVER:
 		__sync_fetch_and_add(&grp->refused, 1);
 		emit(grp, gid, SG_EV_WOULD_REFUSE, s, family, addr, port, old, &src);
+		break;
+	case SG_OUT_QUEUE:
+		__sync_fetch_and_add(pool, -1);
+		return enqueue(ctx, &cookie, grp, gid, s, family, addr, port, &src, to_port, netns);
+	case SG_OUT_REFUSE:
+		__sync_fetch_and_add(pool, -1);
+		__sync_fetch_and_add(&grp->refused, 1);
+		emit(grp, gid, SG_EV_REFUSED, s, family, addr, port, old, &src);
+		return REFUSE;
+	default:               /* SG_OUT_RETRY: the room tries again later */
+		__sync_fetch_and_add(pool, -1);
+		return REFUSE;
 	}
 	__sync_fetch_and_add(total, 1);
 
@@ -441,18 +472,26 @@ static __always_inline const struct sg_settings *governed(struct bpf_sock_addr *
 	return port_governed(s, *port) ? s : 0;
 }
 
+/* The destination's group by a trie's longest prefix, then govern; an
+ * address in no range passes. */
+static __always_inline int govern_in(struct bpf_sock_addr *ctx, void *trie, const void *key,
+				     const struct sg_settings *s, __u16 family,
+				     const __u32 addr[4], __u16 port)
+{
+	__u32 *gid = bpf_map_lookup_elem(trie, key);
+
+	return gid ? govern(ctx, *gid, s, family, addr, port) : ALLOW;
+}
+
 static __always_inline int govern4(struct bpf_sock_addr *ctx, const struct sg_settings *s,
 				   __u16 family, __u32 ip, __u16 port)
 {
 	struct sg_lpm4 key = { .prefixlen = 32 };
-	__u32 addr[4] = { 0, 0, bpf_htonl(0xffff), ip };
-	__u32 *gid;
+	__u32 addr[4];
 
+	sg_map_v4(addr, ip);
 	*(__u32 *)key.addr = ip;
-	gid = bpf_map_lookup_elem(&ranges4, &key);
-	if (!gid)
-		return ALLOW;
-	return govern(ctx, *gid, s, family, addr, port);
+	return govern_in(ctx, &ranges4, &key, s, family, addr, port);
 }
 
 SEC("cgroup/connect4")
@@ -473,7 +512,6 @@ int sg_connect6(struct bpf_sock_addr *ctx)
 	const struct sg_settings *s;
 	struct sg_lpm6 key = { .prefixlen = 128 };
 	__u32 addr[4];
-	__u32 *gid;
 	__u16 port;
 
 	s = governed(ctx, &port);
@@ -484,14 +522,11 @@ int sg_connect6(struct bpf_sock_addr *ctx)
 	addr[1] = ctx->user_ip6[1];
 	addr[2] = ctx->user_ip6[2];
 	addr[3] = ctx->user_ip6[3];
-	if (addr[0] == 0 && addr[1] == 0 && addr[2] == bpf_htonl(0xffff))
+	if (sg_is_v4mapped(addr))
 		return govern4(ctx, s, AF_INET6, addr[3], port);
 
 	__builtin_memcpy(key.addr, addr, 16);
-	gid = bpf_map_lookup_elem(&ranges6, &key);
-	if (!gid)
-		return ALLOW;
-	return govern(ctx, *gid, s, AF_INET6, addr, port);
+	return govern_in(ctx, &ranges6, &key, s, AF_INET6, addr, port);
 }
 
 SEC("cgroup/sock_release")
@@ -516,7 +551,7 @@ int sg_release(struct bpf_sock *sk)
 SEC("sockops")
 int sg_sockops(struct bpf_sock_ops *skops)
 {
-	/* Read the context into locals first (see DESIGN.md). */
+	/* Read the context into locals first (docs/design.md). */
 	__u32 op = skops->op, family = skops->family, lport = skops->local_port;
 	__u32 l0 = skops->local_ip6[0], l1 = skops->local_ip6[1];
 	__u32 l2 = skops->local_ip6[2], l3 = skops->local_ip6[3], l4 = skops->local_ip4;
@@ -531,15 +566,11 @@ int sg_sockops(struct bpf_sock_ops *skops)
 	tag = bpf_map_lookup_elem(&socks, &cookie);
 	if (!tag || !(tag->flags & SG_SOCK_QUEUED))
 		return 1;
-	if (family == AF_INET) {
-		__u32 a[4] = { 0, 0, bpf_htonl(0xffff), l4 };
+	__u32 a[4] = { l0, l1, l2, l3 };
 
-		__builtin_memcpy(key.addr, a, 16);
-	} else {
-		__u32 a[4] = { l0, l1, l2, l3 };
-
-		__builtin_memcpy(key.addr, a, 16);
-	}
+	if (family == AF_INET)
+		sg_map_v4(a, l4);
+	__builtin_memcpy(key.addr, a, 16);
 	key.port = (__u16)lport;
 	key.netns = tag->netns;
 	__builtin_memcpy(val.addr, tag->orig_addr, 16);

@@ -126,19 +126,29 @@ struct sg_group {
 	__u32 wait_p99_ms;
 };
 
+/*
+ * The ABI of the pinned maps: bump it whenever a shared struct, a map's
+ * type, key, value or size, or a value's meaning changes. `load` adopts a
+ * pinned instance only if its settings say this ABI (and are this size);
+ * anything else is another smtpgov's, which `smtpgov unload` removes.
+ */
+#define SG_ABI_VERSION    1
+
 /* `settings`: BPF_MAP_TYPE_ARRAY, one entry at key 0. */
 struct sg_settings {
+	__u32 abi;                 /* SG_ABI_VERSION of the smtpgov that made the
+	                            * maps; the first field in every ABI */
+	__u32 mode;                /* enum sg_mode */
 	__u16 ports[SG_MAX_PORTS]; /* host byte order; 0 = unused */
 	__u32 nports;
-	__u32 mode;                /* enum sg_mode */
+	__u32 room_mark;           /* SO_MARK of the waiting room's upstreams */
 	__u64 event_interval_ns;   /* min gap between events of a group */
 	__u16 room_port;           /* the daemon's own namespace's room port (0: no daemon);
 	                            * each namespace's port is its listener's */
 	__u16 pad;
-	__u32 room_mark;           /* SO_MARK of the waiting room's upstreams */
 	__u32 max_sources;         /* sending-address slots in use at most, slot 0
 	                            * included (<= SG_MAX_SOURCES) */
-	__u32 pad2;
+	__u32 reserved[2];         /* zero; settings before ABI 1 were 48 bytes */
 };
 
 /*
@@ -270,10 +280,10 @@ static inline int sg_event_due(__u64 last, __u64 now, __u64 interval)
 
 /*
  * `feedback`: BPF_MAP_TYPE_ARRAY of SG_MAX_GROUPS entries, key = group slot
- * (as in `groups`). No BPF program uses it: the daemon's log feedback
- * (user/daemon/feedback.c) creates and pins it, and `smtpgov status` reads it. It
- * says what the feedback loop saw and did; `smtpgov unload` removes it with
- * the other pins.
+ * (as in `groups`). Declared in the BPF object like every map, but no
+ * program uses it: the daemon's log feedback (user/daemon/feedback.c)
+ * writes it and `smtpgov status` reads it. It says what the feedback loop
+ * saw and did.
  */
 #define SG_FEEDBACK_REASON_LEN 96
 
@@ -284,5 +294,82 @@ struct sg_feedback {
 	__u32 cap_to;
 	char  reason[SG_FEEDBACK_REASON_LEN]; /* "rule gmail-421-4.4.5, queue id ABC123" */
 };
+
+/*
+ * The shared structs' sizes: both compilers must agree, and a change here
+ * is a change of SG_ABI_VERSION.
+ */
+_Static_assert(sizeof(struct sg_group) == 128, "struct sg_group: ABI change");
+_Static_assert(sizeof(struct sg_settings) == 56, "struct sg_settings: ABI change");
+_Static_assert(sizeof(struct sg_srccount) == 16, "struct sg_srccount: ABI change");
+_Static_assert(sizeof(struct sg_source_alloc) == 16, "struct sg_source_alloc: ABI change");
+_Static_assert(sizeof(struct sg_lpm4) == 8, "struct sg_lpm4: ABI change");
+_Static_assert(sizeof(struct sg_lpm6) == 20, "struct sg_lpm6: ABI change");
+_Static_assert(sizeof(struct sg_sock) == 64, "struct sg_sock: ABI change");
+_Static_assert(sizeof(struct sg_pending_key) == 32, "struct sg_pending_key: ABI change");
+_Static_assert(sizeof(struct sg_pending) == 56, "struct sg_pending: ABI change");
+_Static_assert(sizeof(struct sg_wakeup) == 8, "struct sg_wakeup: ABI change");
+_Static_assert(sizeof(struct sg_event) == 88, "struct sg_event: ABI change");
+_Static_assert(sizeof(struct sg_feedback) == 120, "struct sg_feedback: ABI change");
+
+/*
+ * IPv4-mapped IPv6 (::ffff:a.b.c.d), the one form in which both families
+ * share a 16-byte address in these maps: four 32-bit words, network order.
+ */
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define SG_V4MAPPED_WORD2 0xffff0000u
+#else
+#define SG_V4MAPPED_WORD2 0x0000ffffu
+#endif
+
+static inline int sg_is_v4mapped(const __u32 a[4])
+{
+	return a[0] == 0 && a[1] == 0 && a[2] == SG_V4MAPPED_WORD2;
+}
+
+/* a = ::ffff:ip (ip in network order). */
+static inline void sg_map_v4(__u32 a[4], __u32 ip)
+{
+	a[0] = 0;
+	a[1] = 0;
+	a[2] = SG_V4MAPPED_WORD2;
+	a[3] = ip;
+}
+
+/*
+ * The governing decision, pure (cmocka tests it natively; the BPF program
+ * reserves a slot, asks this, and applies the answer):
+ *
+ *   old       the pool's live count before this connect reserved a slot
+ *   cap       the group's cap
+ *   mode      settings.mode, verdict the group's
+ *   from_room the connect is the waiting room's own upstream (SO_MARK)
+ *   room      1: the waiting room can take it, 0: it cannot, -1: not known
+ *             yet (SG_OUT_ASK_ROOM asks; the answer costs a map lookup,
+ *             needed only over cap)
+ */
+enum sg_outcome {
+	SG_OUT_ADMIT,          /* keep the slot, tag the socket */
+	SG_OUT_ADMIT_OVER,     /* dry-run over cap: keep it, count a would-be refusal */
+	SG_OUT_QUEUE,          /* give the slot back, send the connect to the room */
+	SG_OUT_REFUSE,         /* give it back, count the refusal: EPERM */
+	SG_OUT_RETRY,          /* the room's own upstream over cap: give it back,
+	                        * EPERM, no refusal (the room retries later) */
+	SG_OUT_ASK_ROOM,       /* over cap in a queue group: is the room open? */
+};
+
+static inline enum sg_outcome sg_decide(__s32 old, __u32 cap, __u32 mode, __u32 verdict,
+					int from_room, int room)
+{
+	if (old < (__s32)cap)
+		return SG_OUT_ADMIT;
+	if (mode == SG_MODE_DRY_RUN)
+		return SG_OUT_ADMIT_OVER;
+	if (from_room)
+		return SG_OUT_RETRY;
+	if (verdict != SG_VERDICT_QUEUE || room == 0)
+		return SG_OUT_REFUSE;
+	return room > 0 ? SG_OUT_QUEUE : SG_OUT_ASK_ROOM;
+}
 
 #endif /* SMTPGOV_H */

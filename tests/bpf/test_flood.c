@@ -296,7 +296,7 @@ static void test_flood(void **state)
 	struct server other = { .addr = "127.0.12.2" };
 	char extra[PATH_MAX + 64], logpath[PATH_MAX + 16], *log = NULL;
 	long rss0, rss1, cpu0, cpu1;
-	struct sg_group *g;
+	const struct sg_group *g;
 	size_t loglen = 0;
 	pid_t kid;
 	FILE *fp;

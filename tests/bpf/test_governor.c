@@ -22,6 +22,7 @@
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include "harness.h"
+#include "kernel_int.h"   /* the drift test writes counters as a lost release would */
 
 #define LO_CONF(cap) \
 	"[global]\nports = 2525\nbuiltin = no\n" \
@@ -104,7 +105,7 @@ static int child_cap(void *arg)
 static void test_cap_admits_exactly_n(void **state)
 {
 	struct listener l;
-	struct sg_group *g;
+	const struct sg_group *g;
 
 	(void)state;
 	load_and_run(LO_CONF(3), NULL, child_cap, &l);
@@ -175,7 +176,7 @@ static int child_race(void *arg)
 static void test_race_never_exceeds_cap(void **state)
 {
 	struct listener l;
-	struct sg_group *g;
+	const struct sg_group *g;
 
 	(void)state;
 	load_and_run(LO_CONF(4), NULL, child_race, &l);
@@ -232,7 +233,7 @@ static int source_slot(const char *addr)
 static void test_race_per_source(void **state)
 {
 	struct listener l;
-	struct sg_group *g;
+	const struct sg_group *g;
 	int slot;
 
 	(void)state;
@@ -245,7 +246,7 @@ static void test_race_per_source(void **state)
 	assert_int_equal(l.nsrc, 4);
 	for (int i = 0; i < 4; i++) {
 		int li = listener_source(&l, srcs[i]), ks = source_slot(srcs[i]);
-		struct sg_srccount *c;
+		const struct sg_srccount *c;
 
 		assert_true(li >= 0);
 		assert_true(ks > 0);
@@ -266,7 +267,7 @@ static void test_race_per_source(void **state)
 static void test_race_one_pool(void **state)
 {
 	struct listener l;
-	struct sg_group *g;
+	const struct sg_group *g;
 
 	(void)state;
 	load_and_run(SRC_CONF("no"), NULL, child_race_src, &l);
@@ -420,7 +421,7 @@ static int child_refused_twice(void *arg)
 
 static void test_reconnect_counts_once(void **state)
 {
-	struct sg_group *g;
+	const struct sg_group *g;
 
 	(void)state;
 	env_config(&E, LO_CONF(2));
@@ -625,6 +626,79 @@ static void test_unload(void **state)
 	assert_int_equal(env_cli(&E, NULL, 0, "unload"), 1);   /* nothing left to unload */
 }
 
+/* --- a binary of another ABI refuses to adopt, touching nothing --- */
+
+/* Lines in out (each ends in a newline). */
+static int lines(const char *out)
+{
+	int n = 0;
+
+	for (; *out; out++)
+		n += *out == '\n';
+	return n;
+}
+
+static void test_other_abi_refused(void **state)
+{
+	struct sg_settings s, after;
+	char out[4096], path[PATH_MAX];
+	__u32 zero = 0, prog = 0;
+	int fd;
+
+	(void)state;
+	env_config(&E, LO_CONF(2));
+	assert_int_equal(env_load(&E, NULL), 0);
+	assert_int_equal(env_cli(&E, NULL, 0, "set lo --cap 3"), 0);
+	/* what another smtpgov would have pinned: same layout, another ABI */
+	snprintf(path, sizeof(path), "%s/settings", E.pin_dir);
+	fd = bpf_obj_get(path);
+	assert_true(fd >= 0);
+	assert_int_equal(bpf_map_lookup_elem(fd, &zero, &s), 0);
+	assert_int_equal(s.abi, SG_ABI_VERSION);
+	s.abi = SG_ABI_VERSION + 1;
+	s.nports = 3;                  /* a value this binary's config would overwrite */
+	assert_int_equal(bpf_map_update_elem(fd, &zero, &s, BPF_ANY), 0);
+	prog = (__u32)prog_count(E.cgroup, BPF_CGROUP_INET4_CONNECT);
+
+	assert_int_equal(env_cli(&E, out, sizeof(out), "load --cgroup %s --config %s --no-follow",
+				 E.cgroup, E.conf), 1);
+	assert_int_equal(lines(out), 1);
+	assert_non_null(strstr(out, "ABI"));
+	assert_non_null(strstr(out, "smtpgov unload"));
+	/* nothing was touched: settings as the other binary left them, its cap,
+	 * its programs still attached */
+	assert_int_equal(bpf_map_lookup_elem(fd, &zero, &after), 0);
+	assert_memory_equal(&after, &s, sizeof(s));
+	assert_int_equal(env_group(&E, "lo")->cap, 3);
+	assert_int_equal(prog_count(E.cgroup, BPF_CGROUP_INET4_CONNECT), (int)prog);
+	/* status says so too, in one line; unload still removes it */
+	assert_int_equal(env_cli(&E, out, sizeof(out), "status"), 1);
+	assert_int_equal(lines(out), 1);
+	assert_non_null(strstr(out, "ABI"));
+	close(fd);
+	sg_kernel_close(&E.k);
+	E.loaded = false;
+	assert_int_equal(env_cli(&E, NULL, 0, "unload"), 0);
+
+	/* settings of another size: an older layout (before ABI 1) */
+	assert_int_equal(mkdir(E.pin_dir, 0700), 0);
+	fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "settings", 4, 48, 1, NULL);
+	assert_true(fd >= 0);
+	assert_int_equal(bpf_obj_pin(fd, path), 0);
+	assert_int_equal(env_cli(&E, out, sizeof(out), "load --cgroup %s --config %s --no-follow",
+				 E.cgroup, E.conf), 1);
+	assert_int_equal(lines(out), 1);
+	assert_non_null(strstr(out, "48 bytes"));
+	assert_int_equal(prog_count(E.cgroup, BPF_CGROUP_INET4_CONNECT), 0);
+	close(fd);
+	fd = bpf_obj_get(path);          /* still pinned, still its own */
+	assert_true(fd >= 0);
+	close(fd);
+	snprintf(path, sizeof(path), "%s/groups", E.pin_dir);
+	assert_int_not_equal(access(path, F_OK), 0);   /* no map of ours was made */
+	assert_int_equal(env_cli(&E, NULL, 0, "unload"), 0);
+}
+
 /* --- dry-run refuses nothing but counts --- */
 
 static int child_three(void *arg)
@@ -690,7 +764,7 @@ static void test_drift_repair(void **state)
 	assert_int_equal(listener_start(&l, AF_INET, "127.0.0.2", TEST_PORT), 0);
 	pid = env_spawn(&E, child_hold, &n);
 	wait_ready();
-	g = env_group(&E, "lo");
+	g = sg_group_w(&E.k, sg_kernel_group(&E.k, "lo"));
 	assert_int_equal(g->live, 2);
 	snprintf(E.k.cgroup_path, sizeof(E.k.cgroup_path), "%s", E.cgroup);
 
@@ -702,7 +776,7 @@ static void test_drift_repair(void **state)
 	assert_int_equal(g->live, 2);
 	assert_int_equal(sg_kernel_recount(&E.k), 0);        /* nothing to repair */
 	/* the unbound sockets' source count drifts on its own: repaired too */
-	struct sg_srccount *dflt = sg_kernel_srccount(&E.k, sg_kernel_group(&E.k, "lo"), 0);
+	struct sg_srccount *dflt = sg_srccount_w(&E.k, sg_kernel_group(&E.k, "lo"), 0);
 
 	assert_int_equal(dflt->live, 2);
 	__atomic_fetch_add(&dflt->live, 3, __ATOMIC_SEQ_CST);
@@ -714,13 +788,13 @@ static void test_drift_repair(void **state)
 	struct sg_sock stale = { .group = (__u32)sg_kernel_group(&E.k, "lo"), .flags = SG_SOCK_COUNTED };
 	__u64 cookie = 0x5eed000000000001ULL;
 
-	assert_int_equal(bpf_map_update_elem(E.k.socks_fd, &cookie, &stale, BPF_NOEXIST), 0);
+	assert_int_equal(bpf_map_update_elem(SG_MAP_FD(&E.k, socks), &cookie, &stale, BPF_NOEXIST), 0);
 	__atomic_fetch_add(&g->live, 1, __ATOMIC_SEQ_CST);
 	__atomic_fetch_add(&dflt->live, 1, __ATOMIC_SEQ_CST);
 	assert_int_equal(sg_kernel_recount(&E.k), 1);
 	assert_int_equal(g->live, 2);
 	assert_int_equal(dflt->live, 2);
-	assert_int_not_equal(bpf_map_lookup_elem(E.k.socks_fd, &cookie, &stale), 0);
+	assert_int_not_equal(bpf_map_lookup_elem(SG_MAP_FD(&E.k, socks), &cookie, &stale), 0);
 	kill(pid, SIGKILL);
 	env_wait(&E, pid);
 	listener_stop(&l);
@@ -777,6 +851,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_v4_mapped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_load_twice_adopts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unload, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_other_abi_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dry_run, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_loader_lock, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_drift_repair, setup, teardown),

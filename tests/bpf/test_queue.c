@@ -322,7 +322,7 @@ static void crowd_test_from(int family, const char *client_addr, const char *ser
 	char choice[64] = "";
 	int sfamily = family == AF_INET6 && strncmp(client_addr, "::ffff:", 7) ? AF_INET6 : AF_INET;
 	struct server_args sa = { &srv, sfamily, server_addr, choice };
-	struct sg_group *g;
+	const struct sg_group *g;
 
 	snprintf(sh->bound, sizeof(sh->bound), "%s",
 		 !src ? "" : sfamily == AF_INET && !strncmp(src, "::ffff:", 7) ? src + 7 : src);

@@ -13,8 +13,8 @@
 # Everything started here is recorded by PID and ended by e2e_cleanup, which
 # e2e_init installs as the EXIT trap. Network traffic stays on loopback.
 #
-# The Postfix notes in /work/shared/DESIGN.md ("How Postfix reacts") were
-# learned on this machine; this file follows them.
+# What Postfix does under smtpgov was learned on this machine
+# (docs/design.md, "How Postfix reacts"); this file follows it.
 
 E2E_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 MXSIM=${MXSIM:-$E2E_ROOT/build/mxsim}

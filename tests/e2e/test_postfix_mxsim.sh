@@ -46,7 +46,8 @@ pf_inject 60 "${PF_DOMAINS[@]}"
 note "phase 2: 60 messages injected, limit 2"
 deadline=$((SECONDS + 20))
 pattern='status=deferred .*said: 421-4\.4\.5 Server busy.* 421 4\.4\.5 .*\(in reply to RCPT TO command\)'
-# Postfix alone needs minutes to deliver this through its retries (DESIGN.md):
+# Postfix alone needs minutes to deliver this through its retries
+# (docs/design.md, "How Postfix reacts"):
 # wait for the throttling to be seen, let it go on a few seconds more.
 until [ "$(pf_log_count "$pattern")" -gt 0 ] || ((SECONDS > deadline)); do
 	sleep 0.5

@@ -124,8 +124,10 @@ int env_load(struct env *e, const char *extra)
 	}
 	if (e->loaded)
 		sg_kernel_close(&e->k);
-	if (sg_kernel_open(&e->k, e->pin_dir))
+	if (sg_kernel_open(&e->k, e->pin_dir, out, sizeof(out))) {
+		fprintf(stderr, "open the pins: %s\n", out);
 		return -1;
+	}
 	e->loaded = true;
 	return 0;
 }
@@ -150,10 +152,11 @@ int env_daemon(struct env *e, const char *extra, bool room)
 		return -1;
 	for (int i = 0; i < 500; i++) {
 		struct sg_settings s;
+		char err[PATH_MAX + 256];
 
 		usleep(10000);
 		if (!e->loaded) {
-			if (sg_kernel_open(&e->k, e->pin_dir))
+			if (sg_kernel_open(&e->k, e->pin_dir, err, sizeof(err)))
 				continue;
 			e->loaded = true;
 		}
@@ -180,7 +183,7 @@ int env_daemon_stop(struct env *e, int sig)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-struct sg_group *env_group(struct env *e, const char *name)
+const struct sg_group *env_group(struct env *e, const char *name)
 {
 	int slot = sg_kernel_group(&e->k, name);
 

@@ -47,7 +47,7 @@ int env_cli(struct env *e, char *out, size_t outlen, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 /* load --cgroup --config --no-follow [extra], then open the pinned maps. */
 int env_load(struct env *e, const char *extra);
-struct sg_group *env_group(struct env *e, const char *name);
+const struct sg_group *env_group(struct env *e, const char *name);
 /* Start `smtpgov load` (the daemon) with the env's config and `extra`
  * arguments; wait until it is attached (and its waiting room open, if
  * room is true); then open the pinned maps. */

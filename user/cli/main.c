@@ -83,12 +83,13 @@ static int load_config(const char *path, struct sg_config *cfg)
 
 static int open_kernel(struct sg_kernel *k)
 {
-	int r = sg_kernel_open(k, pin_dir);
+	char err[PATH_MAX + 256];
+	int r = sg_kernel_open(k, pin_dir, err, sizeof(err));
 
 	if (r == -ENOENT)
 		pr_err("not loaded: no pins in %s (run `smtpgov load --cgroup PATH`)", pin_dir);
 	else if (r)
-		pr_err("pins in %s: %s", pin_dir, strerror(-r));
+		pr_err("%s", err);
 	return r;
 }
 
@@ -248,6 +249,7 @@ static int cmd_set(const struct cmd *c, const char *const *v, char **pos, int np
 
 static int cmd_lookup(const struct cmd *c, const char *const *v, char **pos, int npos)
 {
+	char err[PATH_MAX + 256];
 	struct sg_cidr addr;
 	struct sg_kernel k;
 	int g;
@@ -256,7 +258,7 @@ static int cmd_lookup(const struct cmd *c, const char *const *v, char **pos, int
 	if (sg_addr_parse(pos[0], &addr))
 		return usage_error(c, "'%s' is not an IP address", pos[0]);
 	/* The running instance decides when there is one, else the config. */
-	if (!v[0] && !sg_kernel_open(&k, pin_dir)) {
+	if (!v[0] && !sg_kernel_open(&k, pin_dir, err, sizeof(err))) {
 		g = sg_kernel_lookup(&k, &addr);
 		printf("%.*s\n", SG_NAME_LEN, g >= 0 ? k.groups[g].name : "none");
 		sg_kernel_close(&k);

@@ -8,32 +8,19 @@
 #include <sys/signalfd.h>
 #include <time.h>
 #include <unistd.h>
-#include <bpf/bpf.h>
-#include <bpf/libbpf.h>
+#include "cidr.h"
 #include "config.h"
 #include "discover.h"
-#include "feedback.h"
 #include "json.h"
 #include "log.h"
 #include "loop.h"
 #include "status.h"
 
 /* What the log feedback saw and did (feedback map), if the daemon ran. */
-static bool feedback_of(int fd, int slot, struct sg_feedback *fb)
-{
-	__u32 key = (__u32)slot;
-
-	memset(fb, 0, sizeof(*fb));
-	if (fd < 0 || bpf_map_lookup_elem(fd, &key, fb))
-		return false;
-	fb->reason[sizeof(fb->reason) - 1] = '\0';
-	return true;
-}
-
-static void feedback_print(FILE *fp, int fd, int slot, bool json)
+static void feedback_print(FILE *fp, const struct sg_kernel *k, int slot, bool json)
 {
 	struct sg_feedback fb;
-	bool have = feedback_of(fd, slot, &fb);
+	bool have = !sg_kernel_feedback_get(k, slot, &fb);
 	char when[32] = "";
 
 	if (have && fb.last_change) {
@@ -72,7 +59,7 @@ static const char *addr_str(const uint8_t a[16], char buf[INET6_ADDRSTRLEN])
 
 	if (!memcmp(a, any, 16))
 		return "default";
-	if (!memcmp(a, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12))
+	if (sg_addr16_is_v4(a))
 		return inet_ntop(AF_INET, a + 12, buf, INET6_ADDRSTRLEN);
 	return inet_ntop(AF_INET6, a, buf, INET6_ADDRSTRLEN);
 }
@@ -127,7 +114,7 @@ int sg_status_print(FILE *fp, struct sg_kernel *k, bool json)
 	struct sg_source_alloc alloc = { 0 };
 	struct sg_settings s;
 	bool first = true;
-	int r, fbfd, nprocs, nsrc;
+	int r, nprocs, nsrc;
 
 	if ((r = sg_kernel_settings(k, &s)))
 		return r;
@@ -137,18 +124,10 @@ int sg_status_print(FILE *fp, struct sg_kernel *k, bool json)
 	sg_kernel_source_alloc(k, &alloc);
 	/* A killed daemon leaves its port behind, not its listeners: count
 	 * the doors (one per network namespace served). */
-	__u64 netns, *prev = NULL;
-	int ndoors = 0;
+	int ndoors = sg_kernel_room_doors(k);
 
-	while (ndoors < SG_MAX_ROOMS && !bpf_map_get_next_key(k->room_fd, prev, &netns)) {
-		static __u64 keys[SG_MAX_ROOMS];
-
-		keys[ndoors] = netns;
-		prev = &keys[ndoors++];
-	}
 	if (!ndoors)
 		s.room_port = 0;
-	fbfd = sg_feedback_map(k->pin_dir, false);
 	sg_kernel_count_ranges(k, n4, n6);
 	sg_cgroup_path(k->cgroup_id, cgroup, sizeof(cgroup));
 	nprocs = cgroup[0] ? sg_cgroup_nprocs(cgroup) : -1;
@@ -209,7 +188,7 @@ int sg_status_print(FILE *fp, struct sg_kernel *k, bool json)
 				g->wait_oldest_ms, g->wait_p50_ms, g->wait_p90_ms, g->wait_p99_ms);
 			fprintf(fp, ",\"per_source\":%s", g->flags & SG_GROUP_PER_SOURCE ? "true" : "false");
 			sources_print(fp, k, i, src, nsrc, true);
-			feedback_print(fp, fbfd, i, true);
+			feedback_print(fp, k, i, true);
 			fputc('}', fp);
 		} else {
 			fprintf(fp, "%-16s %5u %5u %5d %5u %5u %5u %10llu %10llu  %s", name, n4[i],
@@ -227,14 +206,12 @@ int sg_status_print(FILE *fp, struct sg_kernel *k, bool json)
 			fprintf(fp, "%s%s\n", active ? "" : " (removed from config)",
 				g->flags & SG_GROUP_PER_SOURCE ? "" : " (one cap for all sources)");
 			sources_print(fp, k, i, src, nsrc, false);
-			feedback_print(fp, fbfd, i, false);
+			feedback_print(fp, k, i, false);
 		}
 		first = false;
 	}
 	if (json)
 		fputs("]}\n", fp);
-	if (fbfd >= 0)
-		close(fbfd);
 	return 0;
 }
 
@@ -244,13 +221,12 @@ struct stream {
 	bool json;
 	struct sg_loop loop;
 	int sig_fd;
-	struct ring_buffer *rb;
+	struct sg_kernel_ring *rb;
 };
 
-static int on_event(void *ctx, void *data, size_t len)
+static void on_event(void *ctx, const struct sg_event *e)
 {
 	struct stream *st = ctx;
-	const struct sg_event *e = data;
 	char addr[INET6_ADDRSTRLEN], when[64], name[SG_NAME_LEN + 1] = "?", comm[17];
 	char srcbuf[INET6_ADDRSTRLEN];
 	const char *src;
@@ -265,8 +241,6 @@ static int on_event(void *ctx, void *data, size_t len)
 	time_t secs;
 	struct tm tm;
 
-	if (len < sizeof(*e))
-		return 0;
 	clock_gettime(CLOCK_MONOTONIC, &mono);
 	clock_gettime(CLOCK_REALTIME, &real);
 	ns = (int64_t)real.tv_sec * 1000000000 + real.tv_nsec -
@@ -294,7 +268,6 @@ static int on_event(void *ctx, void *data, size_t len)
 			name, e->live, e->cap);
 	}
 	fflush(st->fp);
-	return 0;
 }
 
 static int on_ring(void *arg, uint32_t events)
@@ -302,7 +275,7 @@ static int on_ring(void *arg, uint32_t events)
 	struct stream *st = arg;
 
 	(void)events;
-	return ring_buffer__consume(st->rb) < 0 ? -EIO : 0;
+	return sg_kernel_ring_consume(st->rb) < 0 ? -EIO : 0;
 }
 
 static int on_stop(void *arg, uint32_t events)
@@ -323,24 +296,21 @@ int sg_events_stream(FILE *fp, struct sg_kernel *k, bool json)
 
 	if ((r = sg_loop_init(&st.loop)))
 		return r;
-	st.rb = ring_buffer__new(k->events_fd, on_event, &st, NULL);
-	if (!st.rb) {
-		r = -errno;
+	if ((r = sg_kernel_events(k, on_event, &st, &st.rb)))
 		goto out;
-	}
 	st.sig_fd = sg_stop_signalfd();
 	if (st.sig_fd < 0) {
 		r = st.sig_fd;
 		goto out;
 	}
-	if ((r = sg_loop_add(&st.loop, ring_buffer__epoll_fd(st.rb), EPOLLIN, on_ring, &st)) ||
+	if ((r = sg_loop_add(&st.loop, sg_kernel_ring_fd(st.rb), EPOLLIN, on_ring, &st)) ||
 	    (r = sg_loop_add(&st.loop, st.sig_fd, EPOLLIN, on_stop, &st)))
 		goto out;
 	r = sg_loop_run(&st.loop);
 out:
 	if (st.sig_fd >= 0)
 		close(st.sig_fd);
-	ring_buffer__free(st.rb);
+	sg_kernel_ring_free(st.rb);
 	sg_loop_close(&st.loop);
 	return r;
 }

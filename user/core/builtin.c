@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause
 /*
  * The embedded provider table. Where each list comes from, and why the caps
- * start where they do, is in README.md ("Built-in groups"); the raw sources
- * are collected in the project's shared/data/provider-ranges.md.
+ * start where they do, is in README.md ("Built-in groups") and docs/design.md ("Provider
+ * ranges and throttle replies").
  */
 #include "builtin.h"
 

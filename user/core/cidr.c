@@ -8,17 +8,33 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cidr.h"
-
-static const uint8_t v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+#include "smtpgov.h"
 
 static int addr_bytes(int family)
 {
 	return family == 4 ? 4 : 16;
 }
 
+bool sg_addr16_is_v4(const uint8_t a[16])
+{
+	__u32 w[4];
+
+	memcpy(w, a, sizeof(w));
+	return sg_is_v4mapped(w);
+}
+
+void sg_addr16_from_v4(uint8_t a[16], const void *ip4)
+{
+	__u32 w[4], ip;
+
+	memcpy(&ip, ip4, sizeof(ip));
+	sg_map_v4(w, ip);
+	memcpy(a, w, sizeof(w));
+}
+
 void sg_cidr_unmap(struct sg_cidr *c)
 {
-	if (c->family != 6 || c->prefix < 96 || memcmp(c->addr, v4mapped, 12))
+	if (c->family != 6 || c->prefix < 96 || !sg_addr16_is_v4(c->addr))
 		return;
 	memmove(c->addr, c->addr + 12, 4);
 	memset(c->addr + 4, 0, 12);

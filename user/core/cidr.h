@@ -32,6 +32,11 @@ struct sockaddr_storage;
  * *len gets its size. -EINVAL if addr is not an address. */
 int sg_sockaddr(const char *addr, uint16_t port, struct sockaddr_storage *ss, unsigned *len);
 
+/* The maps' 16-byte addresses, IPv4 as ::ffff:a.b.c.d (sg_is_v4mapped and
+ * sg_map_v4 of include/smtpgov.h, on bytes). */
+bool sg_addr16_is_v4(const uint8_t a[16]);
+void sg_addr16_from_v4(uint8_t a[16], const void *ip4);
+
 /* IPv4-mapped IPv6 (::ffff:a.b.c.d/96+n) becomes the IPv4 prefix. */
 void sg_cidr_unmap(struct sg_cidr *c);
 

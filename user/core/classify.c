@@ -3,7 +3,8 @@
  * Reply classifier (see classify.h): the built-in signature table and the
  * matching of config rules.
  *
- * Why the built-ins say what they say (sources: shared/data/throttle-replies.tsv):
+ * Why the built-ins say what they say (docs/design.md, "Provider ranges and
+ * throttle replies"):
  *  - Gmail 421-4.4.5 "Server busy": too many sessions from this IP. Decrease.
  *  - Gmail 421-4.7.28 / 421-4.7.0 "unusual rate of unsolicited mail ...
  *    rate limited": an IP-wide limit driven by reputation; fewer sessions

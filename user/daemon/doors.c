@@ -10,7 +10,6 @@
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
-#include <bpf/bpf.h>
 #include "doors.h"
 #include "listener.h"
 #include "fdstore.h"
@@ -92,7 +91,6 @@ static bool take_given(struct sg_doors *ds, struct sg_door *d)
 static int open_door(struct sg_doors *ds, struct sg_door *d)
 {
 	bool taken;
-	__u64 fd;
 	int r;
 
 	d->lfd4 = d->lfd6 = -1;
@@ -103,9 +101,8 @@ static int open_door(struct sg_doors *ds, struct sg_door *d)
 	    (d->lfd6 >= 0 &&
 	     (r = sg_loop_add(ds->loop, d->lfd6, ds->paused ? 0 : EPOLLIN, on_listener, d))))
 		return r;
-	fd = (__u64)d->lfd4;
-	if (bpf_map_update_elem(ds->k->room_fd, &d->cookie, &fd, BPF_ANY))
-		return -errno;
+	if ((r = sg_kernel_room_register(ds->k, d->cookie, d->lfd4)))
+		return r;
 	d->stored = taken;     /* they came from the store and stay there */
 	if (!taken && ds->store) {
 		char name[SG_FDNAME_LEN];
@@ -129,7 +126,7 @@ static void close_listeners(struct sg_doors *ds, struct sg_door *d)
 	char name[SG_FDNAME_LEN];
 
 	if (!keep && d->lfd4 >= 0)
-		bpf_map_delete_elem(ds->k->room_fd, &d->cookie);
+		sg_kernel_room_unregister(ds->k, d->cookie);
 	if (d->stored && !keep) {
 		for (int v6 = 0; v6 < 2; v6++) {
 			door_name(d, v6, name);

@@ -9,10 +9,6 @@
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
-#include <bpf/bpf.h>
-#include <bpf/btf.h>
-#include <linux/btf.h>
-#include <stddef.h>
 #include "feedback.h"
 #include "follow.h"
 #include "learn.h"
@@ -31,7 +27,6 @@ struct sg_fb {
 	const char *log;
 	int follow_fd;             /* in the loop, -1 once the input ended */
 	int timer_fd;              /* CLOCK_REALTIME, absolute, at the next due time */
-	int map_fd;                /* pinned `feedback` map, -1 if unavailable */
 	bool save_state;           /* false: the state path holds a foreign file */
 	bool dirty;                /* a cap changed since the last save */
 	int save_err;              /* the last save's error (negative), 0 if it worked */
@@ -41,87 +36,13 @@ struct sg_fb {
 	uint32_t written[SG_MAX_GROUPS]; /* last cap written, to notice `smtpgov set` */
 };
 
-/* BTF for the map, so `bpftool map dump` prints named fields. Best effort. */
-static int feedback_btf(struct btf **out, __u32 *key_id, __u32 *value_id)
-{
-	struct btf *btf = btf__new_empty();
-	int u64, u32, ch, arr, st, r;
-
-	*out = NULL;
-	if (!btf)
-		return -errno;
-	u64 = btf__add_int(btf, "__u64", 8, 0);
-	u32 = btf__add_int(btf, "__u32", 4, 0);
-	ch = btf__add_int(btf, "char", 1, BTF_INT_SIGNED);
-	arr = btf__add_array(btf, u32, ch, SG_FEEDBACK_REASON_LEN);
-	st = btf__add_struct(btf, "sg_feedback", sizeof(struct sg_feedback));
-	if (u64 < 0 || u32 < 0 || ch < 0 || arr < 0 || st < 0 ||
-	    btf__add_field(btf, "signals", u64, offsetof(struct sg_feedback, signals) * 8, 0) ||
-	    btf__add_field(btf, "last_change", u64, offsetof(struct sg_feedback, last_change) * 8, 0) ||
-	    btf__add_field(btf, "cap_from", u32, offsetof(struct sg_feedback, cap_from) * 8, 0) ||
-	    btf__add_field(btf, "cap_to", u32, offsetof(struct sg_feedback, cap_to) * 8, 0) ||
-	    btf__add_field(btf, "reason", arr, offsetof(struct sg_feedback, reason) * 8, 0) ||
-	    (r = btf__load_into_kernel(btf))) {
-		btf__free(btf);
-		return -EINVAL;
-	}
-	*key_id = (__u32)u32;
-	*value_id = (__u32)st;
-	*out = btf;
-	return 0;
-}
-
-int sg_feedback_map(const char *pin_dir, bool create)
-{
-	struct bpf_map_info info = { 0 };
-	__u32 len = sizeof(info);
-	char path[PATH_MAX];
-	int fd;
-
-	snprintf(path, sizeof(path), "%s/feedback", pin_dir);
-	fd = bpf_obj_get(path);
-	if (fd >= 0 && (bpf_obj_get_info_by_fd(fd, &info, &len) ||
-			info.value_size != sizeof(struct sg_feedback) ||
-			info.max_entries != SG_MAX_GROUPS)) {
-		close(fd);            /* an older layout: only the daemon rebuilds it */
-		if (!create)
-			return -EPROTO;
-		unlink(path);
-		fd = -1;
-	}
-	if (fd >= 0 || !create)
-		return fd >= 0 ? fd : -errno;
-	LIBBPF_OPTS(bpf_map_create_opts, opts);
-	struct btf *btf;
-
-	if (!feedback_btf(&btf, &opts.btf_key_type_id, &opts.btf_value_type_id))
-		opts.btf_fd = (__u32)btf__fd(btf);
-	fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "sg_feedback", sizeof(__u32),
-			    sizeof(struct sg_feedback), SG_MAX_GROUPS, btf ? &opts : NULL);
-	if (fd < 0 && btf)        /* a kernel that refuses the BTF: go without */
-		fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "sg_feedback", sizeof(__u32),
-				    sizeof(struct sg_feedback), SG_MAX_GROUPS, NULL);
-	btf__free(btf);           /* the map holds its own reference */
-	if (fd < 0)
-		return -errno;
-	if (bpf_obj_pin(fd, path)) {
-		int r = -errno;
-
-		close(fd);
-		return r;
-	}
-	return fd;
-}
-
 static void publish(struct sg_fb *fb, int g)
 {
 	const struct sg_ctl *c = &fb->learn.ctl[g];
 	struct sg_feedback v = { 0 };
-	__u32 key;
 
-	if (fb->map_fd < 0 || fb->slot[g] < 0)
+	if (fb->slot[g] < 0)
 		return;
-	key = (__u32)fb->slot[g];
 	v.signals = c->signals;
 	if (c->last.time > 0) {
 		v.last_change = (__u64)c->last.time;
@@ -129,8 +50,10 @@ static void publish(struct sg_fb *fb, int g)
 		v.cap_to = c->last.to;
 		snprintf(v.reason, sizeof(v.reason), "%s", c->last.reason);
 	}
-	if (bpf_map_update_elem(fb->map_fd, &key, &v, BPF_ANY))
-		pr_debug("feedback map: %s", strerror(errno));
+	int r = sg_kernel_feedback_put(fb->k, fb->slot[g], &v);
+
+	if (r)
+		pr_debug("feedback map: %s", strerror(-r));
 }
 
 #define SAVE_WARN_EVERY 60    /* s between two lines about the same save error */
@@ -210,7 +133,7 @@ static void follow_kernel(struct sg_fb *fb, int g, int64_t now)
 
 	if (fb->slot[g] < 0)
 		return;
-	cap = __atomic_load_n(&fb->k->groups[fb->slot[g]].cap, __ATOMIC_ACQUIRE);
+	cap = sg_kernel_cap(fb->k, fb->slot[g]);
 	if (cap == fb->written[g])
 		return;
 	pr_info("%s: cap set to %u outside the controller; following it", fb->cfg->groups[g].name, cap);
@@ -357,7 +280,7 @@ static void restore(struct sg_fb *fb, int64_t now)
 		const struct sg_state_group *s = have ? sg_state_find(st, cfg->groups[i].name) : NULL;
 
 		fb->slot[i] = sg_kernel_group(fb->k, cfg->groups[i].name);
-		caps[i] = s ? s->cap : fb->slot[i] >= 0 ? fb->k->groups[fb->slot[i]].cap
+		caps[i] = s ? s->cap : fb->slot[i] >= 0 ? sg_kernel_cap(fb->k, fb->slot[i])
 							 : cfg->groups[i].cap;
 	}
 	sg_learn_start(&fb->learn, now, caps);
@@ -401,7 +324,7 @@ int sg_feedback_start(struct sg_fb **out, struct sg_kernel *k, const struct sg_c
 	fb->cfg = cfg;
 	fb->loop = loop;
 	fb->room = room;
-	fb->follow_fd = fb->timer_fd = fb->map_fd = -1;
+	fb->follow_fd = fb->timer_fd = -1;
 	sg_retry_init(&fb->retry, cfg->retry_command, cfg->retry_delay);
 	fb->log = log ? log : cfg->log;
 	if ((r = sg_learn_init(&fb->learn, cfg, SG_FMT_AUTO, now, on_change, fb, err, sizeof(err)))) {
@@ -409,10 +332,6 @@ int sg_feedback_start(struct sg_fb **out, struct sg_kernel *k, const struct sg_c
 		free(fb);
 		return r;
 	}
-	fb->map_fd = sg_feedback_map(k->pin_dir, true);
-	if (fb->map_fd < 0)
-		pr_warn("feedback map in %s: %s (status will not show signals)", k->pin_dir,
-			strerror(-fb->map_fd));
 	restore(fb, now);
 	save(fb);
 
@@ -451,8 +370,6 @@ void sg_feedback_stop(struct sg_fb *fb)
 		sg_loop_del(fb->loop, fb->follow_fd);
 	sg_loop_drop(fb->loop, &fb->timer_fd);
 	sg_follow_close(fb->follow);
-	if (fb->map_fd >= 0)
-		close(fb->map_fd);
 	sg_learn_free(&fb->learn);
 	free(fb);
 }

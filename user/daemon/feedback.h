@@ -27,7 +27,4 @@ int sg_feedback_start(struct sg_fb **out, struct sg_kernel *k, const struct sg_c
 /* Save the state and let go of everything. NULL is fine. */
 void sg_feedback_stop(struct sg_fb *fb);
 
-/* Open (or create and pin) <pin_dir>/feedback. */
-int sg_feedback_map(const char *pin_dir, bool create);
-
 #endif

@@ -19,8 +19,6 @@
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
-#include <bpf/bpf.h>
-#include <bpf/libbpf.h>
 #include "cidr.h"
 #include "discover.h"
 #include "doors.h"
@@ -85,8 +83,8 @@ struct sg_room {
 	uint64_t fd_warned_ms;      /* last "cannot accept" line */
 	uint32_t stale[SG_MAX_GROUPS], stale_ticks[SG_MAX_GROUPS]; /* see repair() */
 	uint16_t port;              /* of the door in our own namespace */
-	struct ring_buffer *wake;
-	struct bpf_link *links[3];
+	struct sg_kernel_ring *wake;  /* the kernel's wakeups */
+	struct sg_kernel_links *links; /* our own cgroup's programs */
 	char cgroup[PATH_MAX];      /* our own governed cgroup, "" if none made */
 	char parent[PATH_MAX];
 	struct gqueues *gq;         /* SG_MAX_GROUPS of them */
@@ -146,33 +144,27 @@ int64_t sg_room_began(const struct sg_room *r, const struct sg_cidr *dst, int64_
 
 static void publish(struct sg_room *r, int g)
 {
-	struct sg_group *grp = &r->k->groups[g];
 	struct gqueues *gq = &r->gq[g];
 	uint64_t now = now_ms(), oldest = now;
 
 	for (uint32_t i = 0; i < gq->nslots; i++)
 		if (gq->q[i].head && gq->q[i].head->since_ms < oldest)
 			oldest = gq->q[i].head->since_ms;
-	__atomic_store_n(&grp->wait_oldest_ms, (uint32_t)(now - oldest), __ATOMIC_RELAXED);
+	sg_kernel_queue_oldest(r->k, g, (uint32_t)(now - oldest));
 }
 
 /* Held connections of a source, for the kernel's wakeups and for status. */
 static void count_waiting(struct conn *c, int delta)
 {
-	struct sg_srccount *sc = sg_kernel_srccount(c->owner->k, c->group, c->slot);
-
-	__atomic_fetch_add(&sc->waiting, (uint32_t)delta, __ATOMIC_RELEASE);
+	sg_kernel_source_waiting(c->owner->k, c->group, c->slot, delta);
 }
 
 static void sample(struct sg_room *r, int g, uint32_t ms)
 {
-	struct sg_group *grp = &r->k->groups[g];
 	struct sg_wait_pct pct;
 
 	sg_waittimes_add(&r->gq[g].times, ms, &pct);
-	grp->wait_p50_ms = pct.p50;
-	grp->wait_p90_ms = pct.p90;
-	grp->wait_p99_ms = pct.p99;
+	sg_kernel_queue_percentiles(r->k, g, pct.p50, pct.p90, pct.p99);
 }
 
 /* The head of a (group, source) queue, NULL if none waits. */
@@ -208,11 +200,7 @@ static void drop_old_links(struct sg_room *r)
  * in): its place in the kernel's `waiting` is free for the next connect. */
 static void give_back(struct sg_room *r, int g)
 {
-	uint32_t *w = &r->k->groups[g].waiting, v = __atomic_load_n(w, __ATOMIC_RELAXED);
-
-	while (v && !__atomic_compare_exchange_n(w, &v, v - 1, false, __ATOMIC_ACQ_REL,
-						 __ATOMIC_RELAXED))
-		;
+	sg_kernel_queue_give_back(r->k, g);
 }
 
 static void set_accepting(struct sg_room *r, bool on)
@@ -433,7 +421,7 @@ static void expire(struct sg_room *r, int g, uint32_t qslot, uint64_t now)
 	struct conn *c;
 
 	while ((c = head(r, g, qslot)) && now - c->w.since_ms >= (uint64_t)r->wait_s[g] * 1000) {
-		__atomic_fetch_add(&r->k->groups[g].queue_timeouts, 1, __ATOMIC_RELAXED);
+		sg_kernel_queue_timeout(r->k, g);
 		turn_away(c, r->wait_s[g]);
 	}
 }
@@ -445,7 +433,7 @@ static void set_ticking(struct sg_room *r)
 
 	/* Tick while anybody waits, here or on the way (the kernel's count). */
 	for (int g = 0; g < SG_MAX_GROUPS && !want; g++)
-		want = r->gq[g].n > 0 || __atomic_load_n(&r->k->groups[g].waiting, __ATOMIC_RELAXED);
+		want = r->gq[g].n > 0 || sg_kernel_queue_waiting(r->k, g);
 	if (want == r->ticking)
 		return;
 	if (want)
@@ -465,8 +453,7 @@ static void set_ticking(struct sg_room *r)
 
 static void repair(struct sg_room *r, int g, bool idle)
 {
-	uint32_t *w = &r->k->groups[g].waiting, v = __atomic_load_n(w, __ATOMIC_ACQUIRE);
-	uint32_t held = r->gq[g].n;
+	uint32_t v = sg_kernel_queue_waiting(r->k, g), held = r->gq[g].n;
 
 	if (!idle || held || !v || v != r->stale[g]) {
 		r->stale[g] = held ? 0 : v;
@@ -475,7 +462,7 @@ static void repair(struct sg_room *r, int g, bool idle)
 	}
 	if (++r->stale_ticks[g] < REPAIR_TICKS)
 		return;
-	if (__atomic_compare_exchange_n(w, &v, 0, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+	if (sg_kernel_queue_unclaimed(r->k, g, v))
 		pr_warn("waiting room: %s: %u places reserved for connects that never arrived: "
 			"given back", r->name[g], v);
 	r->stale[g] = r->stale_ticks[g] = 0;
@@ -513,16 +500,14 @@ static int on_tick(void *arg, uint32_t events)
 	return 0;
 }
 
-static int on_wakeup(void *ctx, void *data, size_t len)
+static void on_wakeup(void *ctx, const struct sg_wakeup *w)
 {
 	struct sg_room *r = ctx;
-	const struct sg_wakeup *w = data;
 
-	if (len >= sizeof(*w) && w->group < SG_MAX_GROUPS && w->slot < SG_MAX_SOURCES)
+	if (w->group < SG_MAX_GROUPS && w->slot < SG_MAX_SOURCES)
 		admit(r, (int)w->group, w->slot);
-	else if (len >= sizeof(*w) && w->group == SG_WAKE_NO_DOOR)
+	else if (w->group == SG_WAKE_NO_DOOR)
 		sg_doors_kick(r->doors);
-	return 0;
 }
 
 static int on_wake_fd(void *arg, uint32_t events)
@@ -530,7 +515,7 @@ static int on_wake_fd(void *arg, uint32_t events)
 	struct sg_room *r = arg;
 
 	(void)events;
-	ring_buffer__consume(r->wake);
+	sg_kernel_ring_consume(r->wake);
 	set_ticking(r);
 	return 0;
 }
@@ -543,8 +528,7 @@ static void pending_key(const struct sockaddr_storage *peer, uint64_t netns,
 	if (peer->ss_family == AF_INET) {
 		const struct sockaddr_in *a = (const struct sockaddr_in *)peer;
 
-		key->addr[10] = key->addr[11] = 0xff;
-		memcpy(key->addr + 12, &a->sin_addr, 4);
+		sg_addr16_from_v4(key->addr, &a->sin_addr);
 		key->port = ntohs(a->sin_port);
 	} else {
 		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)peer;
@@ -557,10 +541,8 @@ static void pending_key(const struct sockaddr_storage *peer, uint64_t netns,
 /* A 16-byte address (IPv4 mapped) and port as a socket address. */
 static socklen_t to_sockaddr(const uint8_t addr[16], uint16_t port, struct sockaddr_storage *ss)
 {
-	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
-
 	memset(ss, 0, sizeof(*ss));
-	if (!memcmp(addr, mapped, 12)) {
+	if (sg_addr16_is_v4(addr)) {
 		struct sockaddr_in *a = (struct sockaddr_in *)ss;
 
 		a->sin_family = AF_INET;
@@ -804,7 +786,7 @@ static void on_accept(void *arg, struct sg_door *d)
 				break;
 			}
 			pending_key(&peer, d->cookie, &key);
-			if (bpf_map_lookup_and_delete_elem(r->k->pending_fd, &key, &p) ||
+			if (sg_kernel_pending_take(r->k, &key, &p) ||
 			    p.group >= SG_MAX_GROUPS || p.slot >= SG_MAX_SOURCES) {
 				/* Not sent by the kernel: nobody else may use us as a relay. */
 				close(fd);
@@ -875,10 +857,7 @@ static int govern_self(struct sg_room *r)
 		return -errno;
 	if ((ret = sg_cgroup_join(r->cgroup)))
 		return ret;
-	ret = sg_kernel_attach_room(r->k, r->cgroup, r->links, err, sizeof(err));
-	if (ret)
-		pr_err("waiting room: %s", err);
-	return ret;
+	return sg_kernel_attach_room(r->k, r->cgroup, &r->links);
 }
 
 /* Descriptors the daemon needs besides the room's: maps, links, epoll,
@@ -933,9 +912,7 @@ int sg_room_start(struct sg_room **out, struct sg_kernel *k, const struct sg_con
 		  struct sg_loop *loop)
 {
 	struct sg_room *r = calloc(1, sizeof(*r));
-	struct sg_settings s;
 	struct sg_fd_given *given = NULL;
-	__u32 zero = 0;
 	int ret, ngiven = 0, held = 0;
 
 	if (!r || !(r->gq = calloc(SG_MAX_GROUPS, sizeof(*r->gq)))) {
@@ -952,22 +929,22 @@ int sg_room_start(struct sg_room **out, struct sg_kernel *k, const struct sg_con
 		int ci = sg_config_group(cfg, r->name[g]);
 
 		r->wait_s[g] = ci >= 0 ? cfg->groups[ci].queue_wait : 120;
-		for (uint32_t i = 0; i < SG_MAX_SOURCES; i++)
-			sg_kernel_srccount(k, g, i)->waiting = 0;
 	}
+	sg_kernel_sources_waiting_clear(k);
 	if ((ret = govern_self(r))) {
 		pr_err("waiting room: cannot govern its own connects: %s", strerror(-ret));
 		goto fail;
 	}
 	r->tick_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-	r->wake = ring_buffer__new(k->wakeups_fd, on_wakeup, r, NULL);
-	if (r->tick_fd < 0 || !r->wake) {
+	if (r->tick_fd < 0) {
 		ret = -errno;
 		goto fail;
 	}
-	ring_buffer__consume(r->wake);     /* stale wakeups of a previous daemon */
+	if ((ret = sg_kernel_wakeups(k, on_wakeup, r, &r->wake)))
+		goto fail;
+	sg_kernel_ring_consume(r->wake);     /* stale wakeups of a previous daemon */
 	if ((ret = sg_loop_add(loop, r->tick_fd, EPOLLIN, on_tick, r)) ||
-	    (ret = sg_loop_add(loop, ring_buffer__epoll_fd(r->wake), EPOLLIN, on_wake_fd, r)))
+	    (ret = sg_loop_add(loop, sg_kernel_ring_fd(r->wake), EPOLLIN, on_wake_fd, r)))
 		goto fail;
 	/* Open the doors last: a listener in each namespace, then the port;
 	 * those the previous daemon left in the fd store, if it did. */
@@ -976,7 +953,7 @@ int sg_room_start(struct sg_room **out, struct sg_kernel *k, const struct sg_con
 	 * Taking over, they are still there (the ones that are not give their
 	 * places back through repair()); else nothing is. */
 	for (int g = 0; !ngiven && g < SG_MAX_GROUPS; g++)
-		k->groups[g].waiting = 0;
+		sg_kernel_queue_clear(k, g);
 	if ((ret = sg_doors_start(&r->doors, k, loop, on_accept, r, &r->port, given, ngiven)))
 		goto fail;
 	r->stored = sg_doors_stored(r->doors);
@@ -985,22 +962,16 @@ int sg_room_start(struct sg_room **out, struct sg_kernel *k, const struct sg_con
 		pr_info("waiting room: took over the previous daemon's doors, %d waiting connections and %u sessions being relayed",
 			held, r->taken_relays);
 	/* Our room cgroup's hooks outlive us in the store, for the relays. */
-	for (int i = 0; r->stored && i < 3 && r->links[i]; i++) {
+	int lfds[3], nl = r->stored ? sg_kernel_room_link_fds(r->links, lfds) : 0;
+
+	for (int i = 0; i < nl; i++) {
 		char name[SG_FDNAME_LEN];
 
 		snprintf(name, sizeof(name), "rlink.%d.%d", (int)getpid(), i);
-		sg_fdstore_put(bpf_link__fd(r->links[i]), name);
+		sg_fdstore_put(lfds[i], name);
 	}
-	if (bpf_map_lookup_elem(k->settings_fd, &zero, &s)) {
-		ret = -errno;
+	if ((ret = sg_kernel_room_port(k, r->port)))
 		goto fail;
-	}
-	s.room_port = r->port;
-	s.room_mark = SG_ROOM_MARK;
-	if (bpf_map_update_elem(k->settings_fd, &zero, &s, BPF_ANY)) {
-		ret = -errno;
-		goto fail;
-	}
 	pr_info("waiting room on 127.0.0.1 and ::1 port %u, and in each network namespace of the "
 		"governed processes (checked every %d s)%s%s%s", r->port, SG_DOORS_SCAN_MS / 1000,
 		r->cgroup[0] ? ", its connects governed in " : "", r->cgroup,
@@ -1030,9 +1001,6 @@ fail:
 
 void sg_room_stop(struct sg_room *r)
 {
-	struct sg_settings s;
-	__u32 zero = 0;
-
 	if (!r)
 		return;
 	/* Close the doors first: from now on over-cap connects are refused.
@@ -1043,10 +1011,7 @@ void sg_room_stop(struct sg_room *r)
 		sg_doors_leave(r->doors);
 	} else {
 		sg_doors_stop(r->doors);
-		if (!bpf_map_lookup_elem(r->k->settings_fd, &zero, &s) && s.room_port == r->port) {
-			s.room_port = 0;
-			bpf_map_update_elem(r->k->settings_fd, &zero, &s, BPF_ANY);
-		}
+		sg_kernel_room_port_clear(r->k, r->port);
 	}
 	for (int g = 0; r->gq && g < SG_MAX_GROUPS; g++) {
 		for (uint32_t i = 0; i < r->gq[g].nslots; i++) {
@@ -1063,16 +1028,15 @@ void sg_room_stop(struct sg_room *r)
 			}
 		}
 		if (!r->stored)
-			r->k->groups[g].waiting = 0;
+			sg_kernel_queue_clear(r->k, g);
 	}
 	free(r->gq);
 	sg_loop_drop(r->loop, &r->tick_fd);
 	if (r->wake) {
-		sg_loop_del(r->loop, ring_buffer__epoll_fd(r->wake));
-		ring_buffer__free(r->wake);
+		sg_loop_del(r->loop, sg_kernel_ring_fd(r->wake));
+		sg_kernel_ring_free(r->wake);
 	}
-	for (int i = 0; i < 3; i++)
-		bpf_link__destroy(r->links[i]);
+	sg_kernel_detach_room(r->links);
 	if (r->cgroup[0] && !sg_cgroup_join(r->parent))
 		rmdir(r->cgroup);
 	free(r);

@@ -21,14 +21,21 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "controller.h"
-#include "kernel.h"
+#include "kernel_int.h"
 #include "log.h"
 #include "smtpgov.skel.h"
 
 static const char *const link_pins[] = { "link_connect4", "link_connect6", "link_release",
 					 "link_sockops" };
 #define NLINKS (sizeof(link_pins) / sizeof(link_pins[0]))
-#define NMAPS 12
+
+static const char *const map_names[SG_KERNEL_NMAPS] = {
+#define SG_KERNEL_MAP_NAME(name) #name,
+	SG_KERNEL_MAPS(SG_KERNEL_MAP_NAME)
+#undef SG_KERNEL_MAP_NAME
+};
+
+#define FD SG_MAP_FD
 
 static void pin_path(char *buf, size_t len, const char *dir, const char *name)
 {
@@ -39,10 +46,9 @@ static void kernel_init(struct sg_kernel *k, const char *pin_dir)
 {
 	memset(k, 0, sizeof(*k));
 	snprintf(k->pin_dir, sizeof(k->pin_dir), "%s", pin_dir);
-	k->lock_fd = k->groups_fd = k->settings_fd = k->ranges4_fd = -1;
-	k->ranges6_fd = k->socks_fd = k->events_fd = -1;
-	k->room_fd = k->pending_fd = k->wakeups_fd = -1;
-	k->sources_fd = k->source_alloc_fd = k->srccounts_fd = -1;
+	k->lock_fd = -1;
+	for (int i = 0; i < SG_KERNEL_NMAPS; i++)
+		k->map_fd[i] = -1;
 }
 
 static void *map_array(int fd, size_t size, size_t *len)
@@ -58,11 +64,11 @@ static void *map_array(int fd, size_t size, size_t *len)
 /* The counters userspace reads and writes in place: groups and srccounts. */
 static int map_groups(struct sg_kernel *k)
 {
-	k->groups = map_array(k->groups_fd, sizeof(struct sg_group) * SG_MAX_GROUPS,
+	k->groups = map_array(FD(k, groups), sizeof(struct sg_group) * SG_MAX_GROUPS,
 			      &k->groups_len);
 	if (!k->groups)
 		return -errno;
-	k->srccounts = map_array(k->srccounts_fd,
+	k->srccounts = map_array(FD(k, srccounts),
 				 sizeof(struct sg_srccount) * SG_MAX_GROUPS * SG_MAX_SOURCES,
 				 &k->srccounts_len);
 	return k->srccounts ? 0 : -errno;
@@ -79,25 +85,60 @@ static uint64_t link_cgroup(int link_fd)
 	return info.type == BPF_LINK_TYPE_CGROUP ? info.cgroup.cgroup_id : 0;
 }
 
-int sg_kernel_open(struct sg_kernel *k, const char *pin_dir)
+/*
+ * Refuse a pin dir made by a smtpgov of another ABI (include/smtpgov.h)
+ * before anything reads or writes its maps. 0 when nothing is pinned.
+ */
+static int check_abi(const char *pin_dir, char *err, size_t errlen)
 {
-	struct { const char *name; int *fd; } maps[] = {
-		{ "groups", &k->groups_fd }, { "settings", &k->settings_fd },
-		{ "ranges4", &k->ranges4_fd }, { "ranges6", &k->ranges6_fd },
-		{ "socks", &k->socks_fd }, { "events", &k->events_fd },
-		{ "room", &k->room_fd }, { "pending", &k->pending_fd }, { "wakeups", &k->wakeups_fd },
-		{ "sources", &k->sources_fd }, { "source_alloc", &k->source_alloc_fd },
-		{ "srccounts", &k->srccounts_fd },
-	};
+	struct bpf_map_info info;
+	__u32 len = sizeof(info), zero = 0;
+	struct sg_settings s;
+	char path[PATH_MAX];
+	int fd, r = 0;
+
+	pin_path(path, sizeof(path), pin_dir, "settings");
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	memset(&info, 0, sizeof(info));
+	if (bpf_obj_get_info_by_fd(fd, &info, &len)) {
+		r = -errno;
+		snprintf(err, errlen, "pin dir %s: settings: %s", pin_dir, strerror(errno));
+	} else if (info.value_size != sizeof(s)) {
+		r = -EPROTO;
+		snprintf(err, errlen, "pin dir %s: pinned by a smtpgov of another ABI (settings of %u "
+			 "bytes, this one's are %zu, ABI %u); nothing was changed: stop its daemon and run "
+			 "`smtpgov unload`, then load again", pin_dir, info.value_size, sizeof(s),
+			 SG_ABI_VERSION);
+	} else if (bpf_map_lookup_elem(fd, &zero, &s)) {
+		r = -errno;
+		snprintf(err, errlen, "pin dir %s: settings: %s", pin_dir, strerror(errno));
+	} else if (s.abi != SG_ABI_VERSION) {
+		r = -EPROTO;
+		snprintf(err, errlen, "pin dir %s: pinned by a smtpgov of ABI %u, this one speaks ABI %u; "
+			 "nothing was changed: stop its daemon and run `smtpgov unload`, then load again",
+			 pin_dir, s.abi, SG_ABI_VERSION);
+	}
+	close(fd);
+	return r;
+}
+
+int sg_kernel_open(struct sg_kernel *k, const char *pin_dir, char *err, size_t errlen)
+{
 	char path[PATH_MAX];
 	int r, fd;
 
 	kernel_init(k, pin_dir);
-	for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]); i++) {
-		pin_path(path, sizeof(path), pin_dir, maps[i].name);
-		*maps[i].fd = bpf_obj_get(path);
-		if (*maps[i].fd < 0) {
+	err[0] = '\0';
+	if ((r = check_abi(pin_dir, err, errlen)))
+		return r;
+	for (int i = 0; i < SG_KERNEL_NMAPS; i++) {
+		pin_path(path, sizeof(path), pin_dir, map_names[i]);
+		k->map_fd[i] = bpf_obj_get(path);
+		if (k->map_fd[i] < 0) {
 			r = -errno;
+			snprintf(err, errlen, "%s: %s", path, strerror(errno));
 			sg_kernel_close(k);
 			return r;
 		}
@@ -109,34 +150,32 @@ int sg_kernel_open(struct sg_kernel *k, const char *pin_dir)
 		close(fd);
 	}
 	r = map_groups(k);
-	if (r)
+	if (r) {
+		snprintf(err, errlen, "pin dir %s: mmap groups: %s", pin_dir, strerror(-r));
 		sg_kernel_close(k);
+	}
 	return r;
 }
 
 void sg_kernel_close(struct sg_kernel *k)
 {
-	int *fds[] = { &k->groups_fd, &k->settings_fd, &k->ranges4_fd, &k->ranges6_fd,
-		       &k->socks_fd, &k->events_fd, &k->room_fd, &k->pending_fd, &k->wakeups_fd,
-		       &k->sources_fd, &k->source_alloc_fd, &k->srccounts_fd };
-
 	if (k->groups)
-		munmap(k->groups, k->groups_len);
+		munmap((void *)k->groups, k->groups_len);
 	k->groups = NULL;
 	if (k->srccounts)
-		munmap(k->srccounts, k->srccounts_len);
+		munmap((void *)k->srccounts, k->srccounts_len);
 	k->srccounts = NULL;
 	if (k->skel) {
 		smtpgov_bpf__destroy(k->skel);
 		k->skel = NULL;
 		/* the skeleton owned the map fds */
-		for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
-			*fds[i] = -1;
+		for (int i = 0; i < SG_KERNEL_NMAPS; i++)
+			k->map_fd[i] = -1;
 	}
-	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
-		if (*fds[i] >= 0)
-			close(*fds[i]);
-		*fds[i] = -1;
+	for (int i = 0; i < SG_KERNEL_NMAPS; i++) {
+		if (k->map_fd[i] >= 0)
+			close(k->map_fd[i]);
+		k->map_fd[i] = -1;
 	}
 	if (k->lock_fd >= 0)
 		close(k->lock_fd);
@@ -233,7 +272,7 @@ static int attach(struct sg_kernel *k, int cgroup_fd, char *err, size_t errlen)
 int sg_kernel_load(struct sg_kernel *k, const char *pin_dir, const char *cgroup,
 		   const struct sg_config *cfg, bool *adopted, char *err, size_t errlen)
 {
-	struct { const char *name; struct bpf_map *map; int *fd; } maps[NMAPS];
+	LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = pin_dir);
 	char path[PATH_MAX];
 	uint64_t cgid = 0;
 	int cgroup_fd = -1, r, fd;
@@ -241,7 +280,8 @@ int sg_kernel_load(struct sg_kernel *k, const char *pin_dir, const char *cgroup,
 	kernel_init(k, pin_dir);
 	*adopted = false;
 	err[0] = '\0';
-	if ((r = ensure_bpffs(pin_dir, err, errlen)) || (r = lock_pin_dir(k, true, err, errlen)))
+	if ((r = ensure_bpffs(pin_dir, err, errlen)) || (r = lock_pin_dir(k, true, err, errlen)) ||
+	    (r = check_abi(pin_dir, err, errlen)))
 		goto fail;
 	cgroup_fd = sg_cgroup_open(cgroup, &cgid, err, errlen);
 	if (cgroup_fd < 0) {
@@ -275,40 +315,28 @@ int sg_kernel_load(struct sg_kernel *k, const char *pin_dir, const char *cgroup,
 		}
 	}
 
-	k->skel = smtpgov_bpf__open();
+	/* libbpf pins every map by name under pin_dir, or reuses the pinned one. */
+	k->skel = smtpgov_bpf__open_opts(&opts);
 	if (!k->skel) {
 		r = -errno;
 		snprintf(err, errlen, "open the BPF object: %s", strerror(-r));
 		goto fail;
 	}
-	maps[0] = (typeof(maps[0])){ "groups", k->skel->maps.groups, &k->groups_fd };
-	maps[1] = (typeof(maps[0])){ "settings", k->skel->maps.settings, &k->settings_fd };
-	maps[2] = (typeof(maps[0])){ "ranges4", k->skel->maps.ranges4, &k->ranges4_fd };
-	maps[3] = (typeof(maps[0])){ "ranges6", k->skel->maps.ranges6, &k->ranges6_fd };
-	maps[4] = (typeof(maps[0])){ "socks", k->skel->maps.socks, &k->socks_fd };
-	maps[5] = (typeof(maps[0])){ "events", k->skel->maps.events, &k->events_fd };
-	maps[6] = (typeof(maps[0])){ "room", k->skel->maps.room, &k->room_fd };
-	maps[7] = (typeof(maps[0])){ "pending", k->skel->maps.pending, &k->pending_fd };
-	maps[8] = (typeof(maps[0])){ "wakeups", k->skel->maps.wakeups, &k->wakeups_fd };
-	maps[9] = (typeof(maps[0])){ "sources", k->skel->maps.sources, &k->sources_fd };
-	maps[10] = (typeof(maps[0])){ "source_alloc", k->skel->maps.source_alloc,
-				      &k->source_alloc_fd };
-	maps[11] = (typeof(maps[0])){ "srccounts", k->skel->maps.srccounts, &k->srccounts_fd };
-	for (size_t i = 0; i < NMAPS; i++) {
-		pin_path(path, sizeof(path), pin_dir, maps[i].name);
-		if ((r = bpf_map__set_pin_path(maps[i].map, path))) {
-			snprintf(err, errlen, "pin path %s: %s", path, strerror(-r));
+	r = smtpgov_bpf__load(k->skel);
+	if (r) {
+		snprintf(err, errlen, "load the BPF programs: %s (-v shows libbpf's log)", strerror(-r));
+		goto fail;
+	}
+	for (int i = 0; i < SG_KERNEL_NMAPS; i++) {
+		struct bpf_map *m = bpf_object__find_map_by_name(k->skel->obj, map_names[i]);
+
+		k->map_fd[i] = m ? bpf_map__fd(m) : -1;
+		if (k->map_fd[i] < 0) {
+			r = -ENOENT;
+			snprintf(err, errlen, "the BPF object has no map %s", map_names[i]);
 			goto fail;
 		}
 	}
-	r = smtpgov_bpf__load(k->skel);
-	if (r) {
-		snprintf(err, errlen, "load the BPF programs: %s (-v shows libbpf's log; maps pinned in %s "
-			 "by another smtpgov version need `smtpgov unload`)", strerror(-r), pin_dir);
-		goto fail;
-	}
-	for (size_t i = 0; i < NMAPS; i++)
-		*maps[i].fd = bpf_map__fd(maps[i].map);
 	if ((r = map_groups(k))) {
 		snprintf(err, errlen, "mmap the groups map: %s", strerror(-r));
 		goto fail;
@@ -338,8 +366,8 @@ fail:
 			pin_path(path, sizeof(path), pin_dir, link_pins[i]);
 			unlink(path);
 		}
-		for (size_t i = 0; i < NMAPS; i++) {
-			pin_path(path, sizeof(path), pin_dir, maps[i].name);
+		for (int i = 0; i < SG_KERNEL_NMAPS; i++) {
+			pin_path(path, sizeof(path), pin_dir, map_names[i]);
 			unlink(path);
 		}
 		rmdir(pin_dir);
@@ -370,33 +398,64 @@ int sg_kernel_reattach(struct sg_kernel *k, const char *cgroup, char *err, size_
 	return 0;
 }
 
-int sg_kernel_attach_room(struct sg_kernel *k, const char *cgroup, struct bpf_link *links[3],
-			  char *err, size_t errlen)
+/* The waiting room's own cgroup: the programs a connect goes through. */
+struct sg_kernel_links {
+	struct bpf_link *link[3];
+};
+
+int sg_kernel_attach_room(struct sg_kernel *k, const char *cgroup, struct sg_kernel_links **out)
 {
 	struct bpf_program *progs[3] = {
 		k->skel->progs.sg_connect4, k->skel->progs.sg_connect6, k->skel->progs.sg_release,
 	};
+	struct sg_kernel_links *l = calloc(1, sizeof(*l));
+	char err[PATH_MAX + 64];
 	uint64_t id;
-	int fd = sg_cgroup_open(cgroup, &id, err, errlen), r = 0;
+	int fd, r = 0;
 
-	if (fd < 0)
+	*out = NULL;
+	if (!l)
+		return -ENOMEM;
+	fd = sg_cgroup_open(cgroup, &id, err, sizeof(err));
+	if (fd < 0) {
+		pr_err("waiting room: %s", err);
+		free(l);
 		return fd;
-	memset(links, 0, 3 * sizeof(links[0]));
+	}
 	for (int i = 0; i < 3 && !r; i++) {
-		links[i] = bpf_program__attach_cgroup(progs[i], fd);
-		if (!links[i]) {
+		l->link[i] = bpf_program__attach_cgroup(progs[i], fd);
+		if (!l->link[i]) {
 			r = -errno;
-			snprintf(err, errlen, "attach %s to cgroup %s: %s", bpf_program__name(progs[i]),
-				 cgroup, strerror(-r));
+			pr_err("waiting room: attach %s to cgroup %s: %s", bpf_program__name(progs[i]),
+			       cgroup, strerror(-r));
 		}
 	}
 	close(fd);
-	if (r)
-		for (int i = 0; i < 3; i++) {
-			bpf_link__destroy(links[i]);
-			links[i] = NULL;
-		}
-	return r;
+	if (r) {
+		sg_kernel_detach_room(l);
+		return r;
+	}
+	*out = l;
+	return 0;
+}
+
+int sg_kernel_room_link_fds(const struct sg_kernel_links *l, int fds[3])
+{
+	int n = 0;
+
+	for (int i = 0; l && i < 3; i++)
+		if (l->link[i])
+			fds[n++] = bpf_link__fd(l->link[i]);
+	return n;
+}
+
+void sg_kernel_detach_room(struct sg_kernel_links *l)
+{
+	if (!l)
+		return;
+	for (int i = 0; i < 3; i++)
+		bpf_link__destroy(l->link[i]);
+	free(l);
 }
 
 int sg_kernel_group(const struct sg_kernel *k, const char *name)
@@ -407,9 +466,14 @@ int sg_kernel_group(const struct sg_kernel *k, const char *name)
 	return -1;
 }
 
+uint32_t sg_kernel_cap(const struct sg_kernel *k, int slot)
+{
+	return __atomic_load_n(&k->groups[slot].cap, __ATOMIC_ACQUIRE);
+}
+
 void sg_kernel_set_cap(struct sg_kernel *k, int slot, uint32_t cap)
 {
-	__atomic_store_n(&k->groups[slot].cap, cap, __ATOMIC_RELEASE);
+	__atomic_store_n(&sg_group_w(k, slot)->cap, cap, __ATOMIC_RELEASE);
 }
 
 static int free_slot(const struct sg_kernel *k, const bool taken[SG_MAX_GROUPS])
@@ -504,7 +568,7 @@ int sg_kernel_sync(struct sg_kernel *k, const struct sg_config *cfg)
 			slot = free_slot(k, taken);
 			if (slot < 0)
 				return -E2BIG;
-			g = &k->groups[slot];
+			g = sg_group_w(k, slot);
 			/* A new or recycled slot: no socket is tagged with it
 			 * for this group, and no range points to it yet. */
 			__atomic_store_n(&g->flags, 0, __ATOMIC_RELEASE);
@@ -514,13 +578,13 @@ int sg_kernel_sync(struct sg_kernel *k, const struct sg_config *cfg)
 			__atomic_store_n(&g->refused, 0, __ATOMIC_RELAXED);
 			__atomic_store_n(&g->events_dropped, 0, __ATOMIC_RELAXED);
 			__atomic_store_n(&g->live, 0, __ATOMIC_RELAXED);
-			memset(sg_kernel_srccount(k, slot, 0), 0,
+			memset(sg_srccount_w(k, slot, 0), 0,
 			       sizeof(struct sg_srccount) * SG_MAX_SOURCES);
 			cap = c->cap;
 		} else {
 			/* Adopted: keep what was enforced or learned, within bounds
 			 * (0 is a pause and stays). */
-			g = &k->groups[slot];
+			g = sg_group_w(k, slot);
 			cap = sg_ctl_bound(c, __atomic_load_n(&g->cap, __ATOMIC_RELAXED));
 			if (!(g->flags & SG_GROUP_ACTIVE))
 				cap = c->cap;
@@ -537,32 +601,33 @@ int sg_kernel_sync(struct sg_kernel *k, const struct sg_config *cfg)
 	}
 	for (int i = 0; i < SG_MAX_GROUPS; i++)
 		if (!taken[i])
-			__atomic_and_fetch(&k->groups[i].flags, ~(__u32)SG_GROUP_ACTIVE, __ATOMIC_RELEASE);
+			__atomic_and_fetch(&sg_group_w(k, i)->flags, ~(__u32)SG_GROUP_ACTIVE, __ATOMIC_RELEASE);
 
 	/* The waiting room's port belongs to the running daemon: keep it. */
-	bpf_map_lookup_elem(k->settings_fd, &zero, &s);
+	bpf_map_lookup_elem(FD(k, settings), &zero, &s);
+	s.abi = SG_ABI_VERSION;
 	memcpy(s.ports, cfg->ports, sizeof(s.ports));
 	s.nports = cfg->nports;
 	s.mode = cfg->mode;
 	s.event_interval_ns = SG_EVENT_INTERVAL_NS;
 	s.room_mark = SG_ROOM_MARK;
 	s.max_sources = cfg->max_sources + 1;   /* the default slot too */
-	if (bpf_map_update_elem(k->settings_fd, &zero, &s, BPF_ANY))
+	if (bpf_map_update_elem(FD(k, settings), &zero, &s, BPF_ANY))
 		return -errno;
 
 	for (size_t i = 0; i < cfg->ranges.n; i++) {
 		const struct sg_range *rg = &cfg->ranges.v[i];
 		union { struct sg_lpm4 k4; struct sg_lpm6 k6; } key;
 		__u32 slot = (__u32)slot_of[rg->group];
-		int fd = rg->cidr.family == 4 ? k->ranges4_fd : k->ranges6_fd;
+		int fd = rg->cidr.family == 4 ? FD(k, ranges4) : FD(k, ranges6);
 
 		memset(&key, 0, sizeof(key));
 		lpm_key(&rg->cidr, &key);
 		if (bpf_map_update_elem(fd, &key, &slot, BPF_ANY))
 			return -errno;
 	}
-	int r = prune(k->ranges4_fd, 4, cfg);
-	return r ? r : prune(k->ranges6_fd, 6, cfg);
+	int r = prune(FD(k, ranges4), 4, cfg);
+	return r ? r : prune(FD(k, ranges6), 6, cfg);
 }
 
 static int cmp_source(const void *a, const void *b)
@@ -577,9 +642,9 @@ int sg_kernel_sources(const struct sg_kernel *k, struct sg_source *out, int max)
 	uint8_t key[16], *prev = NULL;
 	int n = 0;
 
-	while (n < max && !bpf_map_get_next_key(k->sources_fd, prev, key)) {
+	while (n < max && !bpf_map_get_next_key(FD(k, sources), prev, key)) {
 		memcpy(out[n].addr, key, 16);
-		if (!bpf_map_lookup_elem(k->sources_fd, key, &out[n].slot) &&
+		if (!bpf_map_lookup_elem(FD(k, sources), key, &out[n].slot) &&
 		    out[n].slot < SG_MAX_SOURCES)
 			n++;
 		prev = key;
@@ -592,21 +657,21 @@ int sg_kernel_source_alloc(const struct sg_kernel *k, struct sg_source_alloc *a)
 {
 	__u32 zero = 0;
 
-	return bpf_map_lookup_elem(k->source_alloc_fd, &zero, a) ? -errno : 0;
+	return bpf_map_lookup_elem(FD(k, source_alloc), &zero, a) ? -errno : 0;
 }
 
 int sg_kernel_settings(const struct sg_kernel *k, struct sg_settings *s)
 {
 	__u32 zero = 0;
 
-	return bpf_map_lookup_elem(k->settings_fd, &zero, s) ? -errno : 0;
+	return bpf_map_lookup_elem(FD(k, settings), &zero, s) ? -errno : 0;
 }
 
 int sg_kernel_count_ranges(const struct sg_kernel *k, uint32_t n4[SG_MAX_GROUPS],
 			   uint32_t n6[SG_MAX_GROUPS])
 {
 	union { struct sg_lpm4 k4; struct sg_lpm6 k6; } cur, next;
-	struct { int fd; uint32_t *n; } tries[] = { { k->ranges4_fd, n4 }, { k->ranges6_fd, n6 } };
+	struct { int fd; uint32_t *n; } tries[] = { { FD(k, ranges4), n4 }, { FD(k, ranges6), n6 } };
 
 	memset(n4, 0, sizeof(uint32_t) * SG_MAX_GROUPS);
 	memset(n6, 0, sizeof(uint32_t) * SG_MAX_GROUPS);
@@ -631,7 +696,7 @@ int sg_kernel_lookup(const struct sg_kernel *k, const struct sg_cidr *addr)
 
 	memset(&key, 0, sizeof(key));
 	lpm_key(addr, &key);
-	if (bpf_map_lookup_elem(addr->family == 4 ? k->ranges4_fd : k->ranges6_fd, &key, &slot))
+	if (bpf_map_lookup_elem(addr->family == 4 ? FD(k, ranges4) : FD(k, ranges6), &key, &slot))
 		return -1;
 	return (int)slot;
 }
@@ -688,6 +753,207 @@ int sg_kernel_unload(const char *pin_dir, char *err, size_t errlen)
 out:
 	sg_kernel_close(&k);
 	return r;
+}
+
+int sg_kernel_room_register(struct sg_kernel *k, uint64_t netns, int listen_fd)
+{
+	__u64 fd = (__u64)listen_fd;
+
+	return bpf_map_update_elem(FD(k, room), &netns, &fd, BPF_ANY) ? -errno : 0;
+}
+
+void sg_kernel_room_unregister(struct sg_kernel *k, uint64_t netns)
+{
+	bpf_map_delete_elem(FD(k, room), &netns);
+}
+
+int sg_kernel_room_doors(const struct sg_kernel *k)
+{
+	__u64 keys[SG_MAX_ROOMS], *prev = NULL;
+	int n = 0;
+
+	while (n < SG_MAX_ROOMS && !bpf_map_get_next_key(FD(k, room), prev, &keys[n])) {
+		prev = &keys[n];
+		n++;
+	}
+	return n;
+}
+
+static int room_port_set(struct sg_kernel *k, uint16_t port, uint16_t only_if)
+{
+	struct sg_settings s;
+	__u32 zero = 0;
+
+	if (bpf_map_lookup_elem(FD(k, settings), &zero, &s))
+		return -errno;
+	if (only_if && s.room_port != only_if)
+		return 0;
+	s.room_port = port;
+	s.room_mark = SG_ROOM_MARK;
+	return bpf_map_update_elem(FD(k, settings), &zero, &s, BPF_ANY) ? -errno : 0;
+}
+
+int sg_kernel_room_port(struct sg_kernel *k, uint16_t port)
+{
+	return room_port_set(k, port, 0);
+}
+
+void sg_kernel_room_port_clear(struct sg_kernel *k, uint16_t port)
+{
+	if (port)
+		room_port_set(k, 0, port);
+}
+
+int sg_kernel_pending_take(struct sg_kernel *k, const struct sg_pending_key *key,
+			   struct sg_pending *p)
+{
+	return bpf_map_lookup_and_delete_elem(FD(k, pending), key, p) ? -errno : 0;
+}
+
+void sg_kernel_queue_oldest(struct sg_kernel *k, int g, uint32_t oldest_ms)
+{
+	__atomic_store_n(&sg_group_w(k, g)->wait_oldest_ms, oldest_ms, __ATOMIC_RELAXED);
+}
+
+void sg_kernel_queue_percentiles(struct sg_kernel *k, int g, uint32_t p50, uint32_t p90,
+				 uint32_t p99)
+{
+	struct sg_group *grp = sg_group_w(k, g);
+
+	__atomic_store_n(&grp->wait_p50_ms, p50, __ATOMIC_RELAXED);
+	__atomic_store_n(&grp->wait_p90_ms, p90, __ATOMIC_RELAXED);
+	__atomic_store_n(&grp->wait_p99_ms, p99, __ATOMIC_RELAXED);
+}
+
+void sg_kernel_queue_timeout(struct sg_kernel *k, int g)
+{
+	__atomic_fetch_add(&sg_group_w(k, g)->queue_timeouts, 1, __ATOMIC_RELAXED);
+}
+
+uint32_t sg_kernel_queue_waiting(const struct sg_kernel *k, int g)
+{
+	return __atomic_load_n(&k->groups[g].waiting, __ATOMIC_ACQUIRE);
+}
+
+void sg_kernel_queue_give_back(struct sg_kernel *k, int g)
+{
+	uint32_t *w = &sg_group_w(k, g)->waiting, v = __atomic_load_n(w, __ATOMIC_RELAXED);
+
+	while (v && !__atomic_compare_exchange_n(w, &v, v - 1, false, __ATOMIC_ACQ_REL,
+						 __ATOMIC_RELAXED))
+		;
+}
+
+bool sg_kernel_queue_unclaimed(struct sg_kernel *k, int g, uint32_t seen)
+{
+	return __atomic_compare_exchange_n(&sg_group_w(k, g)->waiting, &seen, 0, false,
+					   __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+}
+
+void sg_kernel_queue_clear(struct sg_kernel *k, int g)
+{
+	__atomic_store_n(&sg_group_w(k, g)->waiting, 0, __ATOMIC_RELEASE);
+}
+
+void sg_kernel_source_waiting(struct sg_kernel *k, int g, uint32_t slot, int delta)
+{
+	__atomic_fetch_add(&sg_srccount_w(k, g, slot)->waiting, (uint32_t)delta, __ATOMIC_RELEASE);
+}
+
+void sg_kernel_sources_waiting_clear(struct sg_kernel *k)
+{
+	for (int g = 0; g < SG_MAX_GROUPS; g++)
+		for (uint32_t i = 0; i < SG_MAX_SOURCES; i++)
+			__atomic_store_n(&sg_srccount_w(k, g, i)->waiting, 0, __ATOMIC_RELEASE);
+}
+
+struct sg_kernel_ring {
+	struct ring_buffer *rb;
+	sg_wakeup_fn wakeup;     /* one of the two */
+	sg_event_fn event;
+	void *ctx;
+};
+
+static int ring_record(void *ctx, void *data, size_t len)
+{
+	struct sg_kernel_ring *r = ctx;
+
+	if (r->wakeup && len >= sizeof(struct sg_wakeup))
+		r->wakeup(r->ctx, data);
+	else if (r->event && len >= sizeof(struct sg_event))
+		r->event(r->ctx, data);
+	return 0;
+}
+
+/* A reader of one ring buffer: exactly one of wakeup and event is set. */
+static int ring_new(int fd, sg_wakeup_fn wakeup, sg_event_fn event, void *ctx,
+		    struct sg_kernel_ring **out)
+{
+	struct sg_kernel_ring *r = calloc(1, sizeof(*r));
+	int e;
+
+	*out = NULL;
+	if (!r)
+		return -ENOMEM;
+	r->wakeup = wakeup;
+	r->event = event;
+	r->ctx = ctx;
+	r->rb = ring_buffer__new(fd, ring_record, r, NULL);
+	if (!r->rb) {
+		e = -errno;
+		free(r);
+		return e;
+	}
+	*out = r;
+	return 0;
+}
+
+int sg_kernel_wakeups(struct sg_kernel *k, sg_wakeup_fn fn, void *ctx, struct sg_kernel_ring **out)
+{
+	return ring_new(FD(k, wakeups), fn, NULL, ctx, out);
+}
+
+int sg_kernel_events(struct sg_kernel *k, sg_event_fn fn, void *ctx, struct sg_kernel_ring **out)
+{
+	return ring_new(FD(k, events), NULL, fn, ctx, out);
+}
+
+int sg_kernel_ring_fd(const struct sg_kernel_ring *r)
+{
+	return ring_buffer__epoll_fd(r->rb);
+}
+
+int sg_kernel_ring_consume(struct sg_kernel_ring *r)
+{
+	int n = ring_buffer__consume(r->rb);
+
+	return n < 0 ? n : 0;
+}
+
+void sg_kernel_ring_free(struct sg_kernel_ring *r)
+{
+	if (!r)
+		return;
+	ring_buffer__free(r->rb);
+	free(r);
+}
+
+int sg_kernel_feedback_put(struct sg_kernel *k, int slot, const struct sg_feedback *f)
+{
+	__u32 key = (__u32)slot;
+
+	return bpf_map_update_elem(FD(k, feedback), &key, f, BPF_ANY) ? -errno : 0;
+}
+
+int sg_kernel_feedback_get(const struct sg_kernel *k, int slot, struct sg_feedback *f)
+{
+	__u32 key = (__u32)slot;
+
+	memset(f, 0, sizeof(*f));
+	if (bpf_map_lookup_elem(FD(k, feedback), &key, f))
+		return -errno;
+	f->reason[sizeof(f->reason) - 1] = '\0';
+	return 0;
 }
 
 static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)

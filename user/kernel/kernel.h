@@ -16,31 +16,55 @@
 
 #define SG_DEFAULT_PIN_DIR "/sys/fs/bpf/smtpgov"
 
+/*
+ * The BPF object's maps, each pinned under its own name in the pin dir
+ * (bpftool reads them there). This list is the only one: the loader, the
+ * pin reader and unload all go by it.
+ */
+#define SG_KERNEL_MAPS(X) \
+	X(groups) X(settings) X(ranges4) X(ranges6) X(socks) X(events) X(room) \
+	X(pending) X(wakeups) X(sources) X(source_alloc) X(srccounts) X(feedback)
+
+enum sg_kernel_map {
+#define SG_KERNEL_MAP_ID(name) SG_MAP_##name,
+	SG_KERNEL_MAPS(SG_KERNEL_MAP_ID)
+#undef SG_KERNEL_MAP_ID
+	SG_KERNEL_NMAPS
+};
+
 struct smtpgov_bpf;
 
+/*
+ * A loaded or opened instance. Everything in it is the kernel module's
+ * (user/kernel); the rest of smtpgov reads `groups` and the source counts
+ * (sg_kernel_srccount) in place and changes anything only through the
+ * sg_kernel_* calls below.
+ */
 struct sg_kernel {
 	char pin_dir[PATH_MAX];
 	int lock_fd;                 /* flock'ed pin dir, -1 if not held */
-	int groups_fd, settings_fd, ranges4_fd, ranges6_fd, socks_fd, events_fd;
-	int room_fd, pending_fd, wakeups_fd;   /* the queue verdict's maps */
-	int sources_fd, source_alloc_fd, srccounts_fd;  /* sending addresses */
-	struct sg_group *groups;     /* mmap of `groups`, SG_MAX_GROUPS entries */
+	int map_fd[SG_KERNEL_NMAPS]; /* user/kernel only */
+	const struct sg_group *groups;   /* mmap of `groups`, SG_MAX_GROUPS entries */
 	size_t groups_len;
-	struct sg_srccount *srccounts; /* mmap of `srccounts`: SG_MAX_SOURCES per group */
+	const struct sg_srccount *srccounts; /* mmap of `srccounts`: SG_MAX_SOURCES per group */
 	size_t srccounts_len;
 	struct smtpgov_bpf *skel;    /* set by sg_kernel_load only */
 	uint64_t cgroup_id;          /* cgroup the links are attached to, 0 if unknown */
 	char cgroup_path[PATH_MAX];  /* set by sg_kernel_load */
 };
 
-/* Open the pinned maps (status, set, lookup...). -ENOENT: nothing loaded. */
-int sg_kernel_open(struct sg_kernel *k, const char *pin_dir);
+/*
+ * Open the pinned maps (status, set, lookup...). -ENOENT: nothing loaded;
+ * -EPROTO: pinned by a smtpgov of another ABI (err says which).
+ */
+int sg_kernel_open(struct sg_kernel *k, const char *pin_dir, char *err, size_t errlen);
 
 /*
  * Attach to the cgroup and pin, or adopt the pinned instance on the same
  * cgroup without touching live counts; then bring groups, ranges and
- * settings in line with cfg. Holds the pin dir lock until sg_kernel_close.
- * On error, err holds one line naming the object that failed.
+ * settings in line with cfg. An instance of another ABI is refused before
+ * anything is touched. Holds the pin dir lock until sg_kernel_close. On
+ * error, err holds one line naming the object that failed.
  */
 int sg_kernel_load(struct sg_kernel *k, const char *pin_dir, const char *cgroup,
 		   const struct sg_config *cfg, bool *adopted, char *err, size_t errlen);
@@ -62,16 +86,19 @@ void sg_kernel_close(struct sg_kernel *k);
 
 /*
  * Attach connect4/connect6/sock_release (not pinned: they go with the
- * process) to another cgroup, so that the waiting room's upstream connects
- * are governed by the same counts. Needs sg_kernel_load.
+ * process, or sg_kernel_detach_room) to another cgroup, so that the waiting
+ * room's upstream connects are governed by the same counts. Needs
+ * sg_kernel_load. Logs its own error.
  */
-struct bpf_link;
-int sg_kernel_attach_room(struct sg_kernel *k, const char *cgroup, struct bpf_link *links[3],
-			  char *err, size_t errlen);
+struct sg_kernel_links;
+int sg_kernel_attach_room(struct sg_kernel *k, const char *cgroup, struct sg_kernel_links **out);
+void sg_kernel_detach_room(struct sg_kernel_links *l);
+/* The links' fds (to keep them in the fd store across a restart); how many. */
+int sg_kernel_room_link_fds(const struct sg_kernel_links *l, int fds[3]);
 
 /* Counts of a group's source slot (sg_kernel_srccount(k, g, 0): the default). */
-static inline struct sg_srccount *sg_kernel_srccount(const struct sg_kernel *k, int group,
-						     uint32_t slot)
+static inline const struct sg_srccount *sg_kernel_srccount(const struct sg_kernel *k, int group,
+							   uint32_t slot)
 {
 	return &k->srccounts[(size_t)group * SG_MAX_SOURCES + slot];
 }
@@ -92,7 +119,8 @@ int sg_kernel_source_alloc(const struct sg_kernel *k, struct sg_source_alloc *a)
 /* Slot of a group by name in the kernel map, or -1. */
 int sg_kernel_group(const struct sg_kernel *k, const char *name);
 
-/* Write a group's cap (one field, the counters are not touched). */
+/* A group's cap, and writing it (one field, the counters are not touched). */
+uint32_t sg_kernel_cap(const struct sg_kernel *k, int slot);
 void sg_kernel_set_cap(struct sg_kernel *k, int slot, uint32_t cap);
 
 /* Prefixes per slot in the kernel's tries. */
@@ -103,6 +131,57 @@ int sg_kernel_count_ranges(const struct sg_kernel *k, uint32_t n4[SG_MAX_GROUPS]
 int sg_kernel_lookup(const struct sg_kernel *k, const struct sg_cidr *addr);
 
 int sg_kernel_settings(const struct sg_kernel *k, struct sg_settings *s);
+
+/* --- the waiting room's side of the contract (include/smtpgov.h) --- */
+
+/* Put a door's listener in `room` under its namespace's cookie, or take it out. */
+int sg_kernel_room_register(struct sg_kernel *k, uint64_t netns, int listen_fd);
+void sg_kernel_room_unregister(struct sg_kernel *k, uint64_t netns);
+/* Doors listening (network namespaces a waiting room serves); 0: no daemon's room. */
+int sg_kernel_room_doors(const struct sg_kernel *k);
+/* settings.room_port: set by the daemon whose room opens; cleared only if
+ * it is still that port (another daemon may have taken over). */
+int sg_kernel_room_port(struct sg_kernel *k, uint16_t port);
+void sg_kernel_room_port_clear(struct sg_kernel *k, uint16_t port);
+
+/* Take the destination the kernel filed for an accepted client. */
+int sg_kernel_pending_take(struct sg_kernel *k, const struct sg_pending_key *key,
+			   struct sg_pending *p);
+
+/*
+ * The queue's figures in `groups` and `srccounts`, for status and the
+ * kernel. A group's `waiting` is a count of places: the kernel takes one
+ * per connect it sends to the room, the room gives it back when the
+ * connection leaves its queue (include/smtpgov.h).
+ */
+void sg_kernel_queue_oldest(struct sg_kernel *k, int g, uint32_t oldest_ms);
+void sg_kernel_queue_percentiles(struct sg_kernel *k, int g, uint32_t p50, uint32_t p90,
+				 uint32_t p99);
+void sg_kernel_queue_timeout(struct sg_kernel *k, int g);
+uint32_t sg_kernel_queue_waiting(const struct sg_kernel *k, int g);
+void sg_kernel_queue_give_back(struct sg_kernel *k, int g);
+/* Give back every place if `waiting` still is `seen` (places never claimed). */
+bool sg_kernel_queue_unclaimed(struct sg_kernel *k, int g, uint32_t seen);
+/* No place taken (a room that starts afresh, or stops for good). */
+void sg_kernel_queue_clear(struct sg_kernel *k, int g);
+/* A source's held connections (its queue's length), and none at all. */
+void sg_kernel_source_waiting(struct sg_kernel *k, int g, uint32_t slot, int delta);
+void sg_kernel_sources_waiting_clear(struct sg_kernel *k);
+
+/* Ring buffers: `wakeups` (the room) and `events` (smtpgov events). The
+ * callback gets each whole record; consume after the fd is readable. */
+struct sg_kernel_ring;
+typedef void (*sg_wakeup_fn)(void *ctx, const struct sg_wakeup *w);
+typedef void (*sg_event_fn)(void *ctx, const struct sg_event *e);
+int sg_kernel_wakeups(struct sg_kernel *k, sg_wakeup_fn fn, void *ctx, struct sg_kernel_ring **out);
+int sg_kernel_events(struct sg_kernel *k, sg_event_fn fn, void *ctx, struct sg_kernel_ring **out);
+int sg_kernel_ring_fd(const struct sg_kernel_ring *r);
+int sg_kernel_ring_consume(struct sg_kernel_ring *r);
+void sg_kernel_ring_free(struct sg_kernel_ring *r);
+
+/* What the log feedback saw and did per group (the `feedback` map). */
+int sg_kernel_feedback_put(struct sg_kernel *k, int slot, const struct sg_feedback *f);
+int sg_kernel_feedback_get(const struct sg_kernel *k, int slot, struct sg_feedback *f);
 
 /*
  * Count the sockets that hold a slot (sock_diag over the socket tags, in

@@ -28,7 +28,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
-#include "kernel.h"
+#include "kernel_int.h"
 #include "log.h"
 #include "netns.h"
 
@@ -160,7 +160,7 @@ static int repair(__s32 *live, __u64 *admitted, const struct tally *t)
 	return 1;
 }
 
-static void snapshot(struct tally *t, __s32 *live, __u64 *admitted)
+static void snapshot(struct tally *t, const __s32 *live, const __u64 *admitted)
 {
 	t->live = __atomic_load_n(live, __ATOMIC_ACQUIRE);
 	t->admitted = __atomic_load_n(admitted, __ATOMIC_ACQUIRE);
@@ -183,7 +183,7 @@ int sg_kernel_recount(struct sg_kernel *k)
 		snapshot(&src[i], &k->srccounts[i].live, &k->srccounts[i].admitted);
 	/* The tags first, the sockets second: a tag seen here whose socket is
 	 * gone from the dump lost its release (or its socket died unconnected). */
-	while (n < SG_MAX_SOCKS && !bpf_map_get_next_key(k->socks_fd, prev, &cookie)) {
+	while (n < SG_MAX_SOCKS && !bpf_map_get_next_key(SG_MAP_FD(k, socks), prev, &cookie)) {
 		keys[n] = cookie;
 		prev = &keys[n++];
 	}
@@ -193,7 +193,7 @@ int sg_kernel_recount(struct sg_kernel *k)
 		struct sg_sock tag;
 		struct tally *s;
 
-		if (bpf_map_lookup_elem(k->socks_fd, &keys[i], &tag) ||
+		if (bpf_map_lookup_elem(SG_MAP_FD(k, socks), &keys[i], &tag) ||
 		    !(tag.flags & SG_SOCK_COUNTED) || tag.group >= SG_MAX_GROUPS ||
 		    tag.slot >= SG_MAX_SOURCES)
 			continue;
@@ -204,16 +204,16 @@ int sg_kernel_recount(struct sg_kernel *k)
 			continue;
 		}
 		/* Deleting the tag is what entitles us to give the slot back. */
-		if (!bpf_map_delete_elem(k->socks_fd, &keys[i])) {
-			__atomic_fetch_sub(&k->groups[tag.group].live, 1, __ATOMIC_ACQ_REL);
-			__atomic_fetch_sub(&sg_kernel_srccount(k, (int)tag.group, tag.slot)->live, 1,
+		if (!bpf_map_delete_elem(SG_MAP_FD(k, socks), &keys[i])) {
+			__atomic_fetch_sub(&sg_group_w(k, (int)tag.group)->live, 1, __ATOMIC_ACQ_REL);
+			__atomic_fetch_sub(&sg_srccount_w(k, (int)tag.group, tag.slot)->live, 1,
 					   __ATOMIC_ACQ_REL);
 			grp[tag.group].dropped++;
 			s->dropped++;
 		}
 	}
 	for (int i = 0; i < SG_MAX_GROUPS; i++) {
-		struct sg_group *g = &k->groups[i];
+		struct sg_group *g = sg_group_w(k, i);
 		int fixed = 0;
 
 		if (grp[i].dropped) {
@@ -227,7 +227,7 @@ int sg_kernel_recount(struct sg_kernel *k)
 			repaired++;
 		}
 		for (uint32_t slot = 0; slot < SG_MAX_SOURCES; slot++) {
-			struct sg_srccount *c = sg_kernel_srccount(k, i, slot);
+			struct sg_srccount *c = sg_srccount_w(k, i, slot);
 
 			fixed += repair(&c->live, &c->admitted, &src[(size_t)i * SG_MAX_SOURCES + slot]);
 		}
