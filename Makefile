@@ -101,10 +101,16 @@ $(OUT)/smtpgov: $(OUT)/user/cli/main.o $(RUNTIME_OBJS) $(CORE_LIB)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
 
-# Unit tests: the core archive only (test_follow adds the follower).
+# Unit tests: the core archive only (test_follow adds the follower, which
+# needs no libsystemd: the journal is its own source, user/daemon/journal.c).
 $(OUT)/tests/unit/test_follow: $(OUT)/tests/unit/test_follow.o $(OUT)/user/daemon/follow.o $(CORE_LIB)
 	$(call msg,LINK,$@)
-	$(Q)$(CC) $(CFLAGS) $^ $(CORE_LIBS) -lsystemd -lcmocka -o $@
+	$(Q)$(CC) $(CFLAGS) $^ $(CORE_LIBS) -lcmocka -o $@
+
+# The epoll loop's own test adds the loop (no library of its own).
+$(OUT)/tests/unit/test_loop: $(OUT)/tests/unit/test_loop.o $(OUT)/user/daemon/loop.o $(CORE_LIB)
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(CFLAGS) $^ $(CORE_LIBS) -lcmocka -o $@
 
 $(OUT)/tests/unit/%: $(OUT)/tests/unit/%.o $(CORE_LIB)
 	$(call msg,LINK,$@)

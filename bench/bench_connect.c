@@ -151,7 +151,7 @@ int main(void)
 	bool have_nft = system("command -v nft >/dev/null 2>&1") == 0;
 	uint64_t ns0[5], cnt0[5], ns1[5], cnt1[5];
 	const char *links[3] = { "link_connect4", "link_release", "link_connect6" };
-	struct listener l1, l2;
+	struct listener *l1, *l2;
 	struct env e;
 	int rc = 1;
 
@@ -233,8 +233,8 @@ int main(void)
 	       cnt1[3] > cnt0[3] ? (double)(ns1[3] - ns0[3]) / (double)(cnt1[3] - cnt0[3]) : 0);
 	rc = 0;
 out:
-	listener_stop(&l1);
-	listener_stop(&l2);
+	listener_stop(l1);
+	listener_stop(l2);
 	env_teardown(&e);
 	return rc;
 }

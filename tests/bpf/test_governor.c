@@ -73,13 +73,13 @@ static int lo_live(void)
 /* Load conf (with extra load options), listen on 127.0.0.2, and run child
  * in the cgroup to its end. */
 static void load_and_run(const char *conf, const char *extra, int (*child)(void *),
-			 struct listener *l)
+			 struct listener **l)
 {
 	env_config(&E, conf);
 	assert_int_equal(env_load(&E, extra), 0);
 	assert_int_equal(listener_start(l, AF_INET, "127.0.0.2", TEST_PORT), 0);
 	assert_int_equal(env_wait(&E, env_spawn(&E, child, NULL)), 0);
-	listener_stop(l);
+	listener_stop(*l);
 }
 
 /* --- cap N admits exactly N; the N+1st gets EPERM; a close admits the next --- */
@@ -104,7 +104,7 @@ static int child_cap(void *arg)
 
 static void test_cap_admits_exactly_n(void **state)
 {
-	struct listener l;
+	struct listener *l;
 	const struct sg_group *g;
 
 	(void)state;
@@ -124,8 +124,8 @@ static void test_cap_admits_exactly_n(void **state)
 	assert_int_equal(g->live, 0);         /* child exited: all released */
 	assert_int_equal(g->admitted, 4);
 	assert_int_equal(g->refused, 1);
-	assert_int_equal(l.accepted, 4);
-	assert_true(l.peak <= 3);
+	assert_int_equal(l->accepted, 4);
+	assert_true(l->peak <= 3);
 }
 
 /* --- 64 threads racing against cap 4 --- */
@@ -175,7 +175,7 @@ static int child_race(void *arg)
 
 static void test_race_never_exceeds_cap(void **state)
 {
-	struct listener l;
+	struct listener *l;
 	const struct sg_group *g;
 
 	(void)state;
@@ -183,14 +183,14 @@ static void test_race_never_exceeds_cap(void **state)
 	g = env_group(&E, "lo");
 
 	print_message("race: listener peak %d, accepted %d; admitted %llu, refused %llu\n",
-		      l.peak, l.accepted, (unsigned long long)g->admitted,
+		      l->peak, l->accepted, (unsigned long long)g->admitted,
 		      (unsigned long long)g->refused);
 	assert_int_equal(sh->other_errors, 0);
-	assert_true(l.peak <= 4);
-	assert_true(l.peak >= 2);             /* the race really ran concurrently */
+	assert_true(l->peak <= 4);
+	assert_true(l->peak >= 2);             /* the race really ran concurrently */
 	assert_true(sh->peak <= 4);
 	assert_true(g->refused > 0);
-	assert_int_equal(g->admitted, (uint64_t)l.accepted);
+	assert_int_equal(g->admitted, (uint64_t)l->accepted);
 	assert_int_equal(g->admitted + g->refused, RACE_THREADS * RACE_ROUNDS);
 	assert_int_equal(g->live, 0);
 }
@@ -232,7 +232,7 @@ static int source_slot(const char *addr)
 
 static void test_race_per_source(void **state)
 {
-	struct listener l;
+	struct listener *l;
 	const struct sg_group *g;
 	int slot;
 
@@ -241,24 +241,24 @@ static void test_race_per_source(void **state)
 	g = env_group(&E, "lo");
 	slot = sg_kernel_group(&E.k, "lo");
 	print_message("race per source: listener peak %d in all; admitted %llu, refused %llu\n",
-		      l.peak, (unsigned long long)g->admitted, (unsigned long long)g->refused);
+		      l->peak, (unsigned long long)g->admitted, (unsigned long long)g->refused);
 	assert_int_equal(sh->other_errors, 0);
-	assert_int_equal(l.nsrc, 4);
+	assert_int_equal(l->nsrc, 4);
 	for (int i = 0; i < 4; i++) {
-		int li = listener_source(&l, srcs[i]), ks = source_slot(srcs[i]);
+		int li = listener_source(l, srcs[i]), ks = source_slot(srcs[i]);
 		const struct sg_srccount *c;
 
 		assert_true(li >= 0);
 		assert_true(ks > 0);
 		c = sg_kernel_srccount(&E.k, slot, (uint32_t)ks);
 		print_message("  %s: listener peak %d, accepted %d; kernel admitted %llu\n", srcs[i],
-			      l.src_peak[li], l.src_accepted[li], (unsigned long long)c->admitted);
-		assert_true(l.src_peak[li] <= 2);       /* never more than the cap per source */
-		assert_int_equal(c->admitted, (uint64_t)l.src_accepted[li]);
+			      l->src_peak[li], l->src_accepted[li], (unsigned long long)c->admitted);
+		assert_true(l->src_peak[li] <= 2);       /* never more than the cap per source */
+		assert_int_equal(c->admitted, (uint64_t)l->src_accepted[li]);
 		assert_int_equal(c->live, 0);
 	}
-	assert_true(l.peak > 2);                      /* the sources did not share one cap */
-	assert_true(l.peak <= 8);
+	assert_true(l->peak > 2);                      /* the sources did not share one cap */
+	assert_true(l->peak <= 8);
 	assert_true(g->refused > 0);
 	assert_int_equal(g->admitted + g->refused, RACE_THREADS * RACE_ROUNDS);
 	assert_int_equal(g->live, 0);
@@ -266,18 +266,18 @@ static void test_race_per_source(void **state)
 
 static void test_race_one_pool(void **state)
 {
-	struct listener l;
+	struct listener *l;
 	const struct sg_group *g;
 
 	(void)state;
 	load_and_run(SRC_CONF("no"), NULL, child_race_src, &l);
 	g = env_group(&E, "lo");
-	print_message("race, per_source = no: listener peak %d in all, from %d addresses\n", l.peak,
-		      l.nsrc);
+	print_message("race, per_source = no: listener peak %d in all, from %d addresses\n", l->peak,
+		      l->nsrc);
 	assert_int_equal(sh->other_errors, 0);
-	assert_true(l.nsrc >= 2);   /* one pool: a source may lose every race, not all but one */
-	assert_true(l.peak <= 2);                     /* one pool for every source */
-	assert_int_equal(g->admitted, (uint64_t)l.accepted);
+	assert_true(l->nsrc >= 2);   /* one pool: a source may lose every race, not all but one */
+	assert_true(l->peak <= 2);                     /* one pool for every source */
+	assert_int_equal(g->admitted, (uint64_t)l->accepted);
 	assert_int_equal(g->live, 0);
 }
 
@@ -297,7 +297,7 @@ static void wait_ready(void);
 
 static void test_sigkill_per_source(void **state)
 {
-	struct listener l;
+	struct listener *l;
 	int slot;
 	pid_t pid;
 
@@ -316,7 +316,7 @@ static void test_sigkill_per_source(void **state)
 		assert_int_equal(sg_kernel_srccount(&E.k, slot, (uint32_t)source_slot(srcs[i]))->live, 2);
 	kill(pid, SIGKILL);
 	assert_int_equal(env_wait(&E, pid), -1);
-	listener_stop(&l);
+	listener_stop(l);
 	assert_int_equal(lo_live(), 0);
 	for (int i = 0; i < 4; i++)
 		assert_int_equal(sg_kernel_srccount(&E.k, slot, (uint32_t)source_slot(srcs[i]))->live, 0);
@@ -337,7 +337,7 @@ static int child_overflow(void *arg)
 
 static void test_sources_bound(void **state)
 {
-	struct listener l;
+	struct listener *l;
 	struct sg_source_alloc a;
 	char out[8192];
 
@@ -383,7 +383,7 @@ static void wait_ready(void)
 
 static void test_sigkill_releases(void **state)
 {
-	struct listener l;
+	struct listener *l;
 	int n = 3;
 	pid_t pid;
 
@@ -396,7 +396,7 @@ static void test_sigkill_releases(void **state)
 	assert_int_equal(lo_live(), 3);
 	kill(pid, SIGKILL);
 	assert_int_equal(env_wait(&E, pid), -1);
-	listener_stop(&l);
+	listener_stop(l);
 	assert_int_equal(sh->err[0] + sh->err[1] + sh->err[2], 0);
 	assert_int_equal(lo_live(), 0);
 }
@@ -462,7 +462,7 @@ static int child_untouched(void *arg)
 
 static void test_untouched(void **state)
 {
-	struct listener l1, l2, l3;
+	struct listener *l1, *l2, *l3;
 	int fd;
 
 	(void)state;
@@ -476,16 +476,16 @@ static void test_untouched(void **state)
 	fd = tcp_connect(AF_INET, "127.0.0.2", TEST_PORT);    /* this process: not in the cgroup */
 	assert_true(fd >= 0);
 	tcp_bye(fd);
-	listener_stop(&l1);
-	listener_stop(&l2);
-	listener_stop(&l3);
+	listener_stop(l1);
+	listener_stop(l2);
+	listener_stop(l3);
 	assert_int_equal(sh->err[0], 0);
 	assert_int_equal(sh->err[1], 0);
 	assert_int_equal(sh->err[2], 0);
 	assert_int_equal(sh->err[3], EPERM);
-	assert_int_equal(l2.accepted, 1);
-	assert_int_equal(l3.accepted, 1);
-	assert_int_equal(l1.accepted, 1);        /* only the outsider's */
+	assert_int_equal(l2->accepted, 1);
+	assert_int_equal(l3->accepted, 1);
+	assert_int_equal(l1->accepted, 1);        /* only the outsider's */
 	assert_int_equal(env_group(&E, "lo")->admitted, 0);
 	assert_int_equal(lo_live(), 0);
 }
@@ -494,7 +494,7 @@ static void test_untouched(void **state)
 
 static int child_v6(void *arg)
 {
-	struct listener l;
+	struct listener *l;
 
 	(void)arg;
 	if (listener_start(&l, AF_INET6, "2001:db8::25", TEST_PORT))
@@ -503,8 +503,8 @@ static int child_v6(void *arg)
 		record(tcp_connect(AF_INET6, "2001:db8::25", TEST_PORT));
 	sh->live[0] = lo_live();
 	usleep(20000);
-	sh->listener_peak = l.peak;
-	sh->listener_accepted = l.accepted;
+	sh->listener_peak = l->peak;
+	sh->listener_accepted = l->accepted;
 	return 0;
 }
 
@@ -534,21 +534,21 @@ static int child_mapped(void *arg)
 
 static void test_v4_mapped(void **state)
 {
-	struct listener l;
+	struct listener *l;
 
 	(void)state;
 	load_and_run(LO_CONF(1), NULL, child_mapped, &l);
 	assert_int_equal(sh->err[0], 0);
 	assert_int_equal(sh->err[1], EPERM);
 	assert_int_equal(sh->live[0], 1);
-	assert_int_equal(l.accepted, 1);
+	assert_int_equal(l->accepted, 1);
 }
 
 /* --- load twice: adopt without resetting live counts --- */
 
 static void test_load_twice_adopts(void **state)
 {
-	struct listener l;
+	struct listener *l;
 	char out[4096];
 	int n = 2;
 	pid_t pid;
@@ -568,7 +568,7 @@ static void test_load_twice_adopts(void **state)
 	assert_int_equal(env_group(&E, "lo")->cap, 5);      /* what was set is kept */
 	kill(pid, SIGKILL);
 	env_wait(&E, pid);
-	listener_stop(&l);
+	listener_stop(l);
 	assert_int_equal(lo_live(), 0);
 	/* a second cgroup cannot take over the same pins */
 	assert_int_equal(env_cli(&E, out, sizeof(out), "load --cgroup %s --config %s --no-follow",
@@ -602,7 +602,7 @@ static int child_two(void *arg)
 
 static void test_unload(void **state)
 {
-	struct listener l;
+	struct listener *l;
 	struct stat st;
 
 	(void)state;
@@ -620,7 +620,7 @@ static void test_unload(void **state)
 	assert_int_not_equal(stat(E.pin_dir, &st), 0);
 	assert_int_equal(listener_start(&l, AF_INET, "127.0.0.2", TEST_PORT), 0);
 	assert_int_equal(env_wait(&E, env_spawn(&E, child_two, NULL)), 0);
-	listener_stop(&l);
+	listener_stop(l);
 	assert_int_equal(sh->err[0], 0);
 	assert_int_equal(sh->err[1], 0);    /* over the old cap: nothing governs now */
 	assert_int_equal(env_cli(&E, NULL, 0, "unload"), 1);   /* nothing left to unload */
@@ -712,14 +712,14 @@ static int child_three(void *arg)
 
 static void test_dry_run(void **state)
 {
-	struct listener l;
+	struct listener *l;
 	char out[4096];
 
 	(void)state;
 	load_and_run(LO_CONF(1), "--dry-run", child_three, &l);
 	assert_int_equal(sh->err[0] + sh->err[1] + sh->err[2], 0);
 	assert_int_equal(sh->live[0], 3);
-	assert_int_equal(l.accepted, 3);
+	assert_int_equal(l->accepted, 3);
 	assert_int_equal(env_group(&E, "lo")->refused, 2);
 	assert_int_equal(env_cli(&E, out, sizeof(out), "status --json"), 0);
 	assert_non_null(strstr(out, "\"mode\":\"dry-run\""));
@@ -753,7 +753,7 @@ static void test_loader_lock(void **state)
 
 static void test_drift_repair(void **state)
 {
-	struct listener l;
+	struct listener *l;
 	struct sg_group *g;
 	int n = 2;
 	pid_t pid;
@@ -797,7 +797,7 @@ static void test_drift_repair(void **state)
 	assert_int_not_equal(bpf_map_lookup_elem(SG_MAP_FD(&E.k, socks), &cookie, &stale), 0);
 	kill(pid, SIGKILL);
 	env_wait(&E, pid);
-	listener_stop(&l);
+	listener_stop(l);
 	assert_int_equal(g->live, 0);
 }
 

@@ -17,18 +17,14 @@
 #include "cidr.h"
 #include "harness.h"
 
-/* Listeners still running when a test fails are stopped by env_teardown. */
-static struct listener *running[16];
-void listener_stop(struct listener *l);
-
-static void track(struct listener *l, bool on)
-{
-	for (int i = 0; i < 16; i++)
-		if (on ? !running[i] : running[i] == l) {
-			running[i] = on ? l : NULL;
-			return;
-		}
-}
+/*
+ * The listeners live here, not in a test's stack frame: a failed assertion
+ * leaves the test function (cmocka longjmps out of it) while the listener's
+ * thread still runs, and env_teardown stops what is left.
+ */
+#define NLISTENERS 16
+static struct listener pool[NLISTENERS];
+static bool in_use[NLISTENERS];
 
 
 const char *smtpgov_bin(void)
@@ -259,9 +255,8 @@ void env_teardown(struct env *e)
 			kill(e->kids[i], SIGKILL);
 			waitpid(e->kids[i], NULL, 0);
 		}
-	for (int i = 0; i < 16; i++)
-		if (running[i])
-			listener_stop(running[i]);
+	for (int i = 0; i < NLISTENERS; i++)
+		listener_stop(&pool[i]);
 	if (e->daemon > 0)
 		env_daemon_stop(e, SIGKILL);
 	if (e->loaded)
@@ -403,12 +398,19 @@ static void *listener_main(void *arg)
 	}
 }
 
-int listener_start(struct listener *l, int family, const char *addr, int port)
+int listener_start(struct listener **out, int family, const char *addr, int port)
 {
 	struct sockaddr_storage ss;
+	struct listener *l = NULL;
 	unsigned len;
 	int one = 1;
 
+	*out = NULL;
+	for (int i = 0; i < NLISTENERS && !l; i++)
+		if (!in_use[i])
+			l = &pool[i];
+	if (!l)
+		return -ENOSPC;
 	memset(l, 0, sizeof(*l));
 	if (sg_sockaddr(addr, (uint16_t)port, &ss, &len) || ss.ss_family != family)
 		return -EINVAL;
@@ -426,13 +428,16 @@ int listener_start(struct listener *l, int family, const char *addr, int port)
 		close(l->fd);
 		return -EAGAIN;
 	}
-	track(l, true);
+	in_use[l - pool] = true;
+	*out = l;
 	return 0;
 }
 
 void listener_stop(struct listener *l)
 {
-	track(l, false);
+	if (!l || !in_use[l - pool])
+		return;
+	in_use[l - pool] = false;
 	if (write(l->stop_pipe[1], "x", 1) == 1)
 		pthread_join(l->thread, NULL);
 	close(l->stop_pipe[0]);

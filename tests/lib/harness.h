@@ -82,7 +82,9 @@ struct listener {
 };
 /* Index of a client address ("127.0.0.71", "2001:db8::71") in l->src, or -1. */
 int listener_source(const struct listener *l, const char *addr);
-int listener_start(struct listener *l, int family, const char *addr, int port);
+/* Start a listener (the harness owns it: it outlives a failed test, whose
+ * teardown stops it). */
+int listener_start(struct listener **l, int family, const char *addr, int port);
 void listener_stop(struct listener *l);
 
 /* connect() to addr:port; returns the socket, or -errno. */

@@ -95,7 +95,7 @@ static void test_partial_lines(void **state)
 	(void)state;
 	unlink(path);
 	append(path, "a1\nb2");
-	assert_int_equal(sg_follow_open(&f, path, SG_FOLLOW_BEGIN, on_line, &s), 0);
+	assert_int_equal(sg_follow_open(&f, path, NULL, SG_FOLLOW_BEGIN, on_line, &s), 0);
 	assert_int_equal(sg_follow_read(f), 0);
 	pump(f);
 	assert_int_equal(s.n, 1);           /* "b2" waits for its newline */
@@ -116,7 +116,7 @@ static struct sg_follow *fresh_log(struct seen *s, const char *first)
 	unlink(path);
 	unlink(rotated);
 	append(path, first);
-	assert_int_equal(sg_follow_open(&f, path, SG_FOLLOW_END, on_line, s), 0);
+	assert_int_equal(sg_follow_open(&f, path, NULL, SG_FOLLOW_END, on_line, s), 0);
 	assert_int_equal(sg_follow_read(f), 0);
 	return f;
 }
@@ -155,7 +155,7 @@ static void test_copy_truncate(void **state)
 	(void)state;
 	unlink(path);
 	append(path, "");
-	assert_int_equal(sg_follow_open(&f, path, SG_FOLLOW_END, on_line, &s), 0);
+	assert_int_equal(sg_follow_open(&f, path, NULL, SG_FOLLOW_END, on_line, &s), 0);
 	append(path, "e1\ne2\n");
 	pump(f);
 	assert_int_equal(truncate(path, 0), 0);   /* logrotate copytruncate */
@@ -174,7 +174,7 @@ static void test_file_appears_later(void **state)
 
 	(void)state;
 	unlink(path);
-	assert_int_equal(sg_follow_open(&f, path, SG_FOLLOW_END, on_line, &s), 0);
+	assert_int_equal(sg_follow_open(&f, path, NULL, SG_FOLLOW_END, on_line, &s), 0);
 	assert_int_equal(sg_follow_read(f), 0);
 	pump(f);
 	assert_int_equal(s.n, 0);
@@ -185,7 +185,7 @@ static void test_file_appears_later(void **state)
 	expect(&s, want, 2);
 	sg_follow_close(f);
 	/* a missing directory is an error */
-	assert_int_equal(sg_follow_open(&f, "/nonexistent-smtpgov/dir/mail.log", SG_FOLLOW_END, on_line, &s),
+	assert_int_equal(sg_follow_open(&f, "/nonexistent-smtpgov/dir/mail.log", NULL, SG_FOLLOW_END, on_line, &s),
 			 -ENOENT);
 }
 
@@ -200,7 +200,7 @@ static void test_stdin_pipe(void **state)
 	assert_int_equal(pipe(p), 0);
 	assert_true(dup2(p[0], STDIN_FILENO) >= 0);
 	close(p[0]);
-	assert_int_equal(sg_follow_open(&f, "-", SG_FOLLOW_END, on_line, &s), 0);
+	assert_int_equal(sg_follow_open(&f, "-", NULL, SG_FOLLOW_END, on_line, &s), 0);
 	assert_int_equal(write(p[1], "s1\ns2\nno newline", 16), 16);
 	assert_int_equal(write(p[1], " at the end", 11), 11);
 	close(p[1]);
@@ -374,7 +374,7 @@ static void rotation_under_load(enum rot how)
 	l->how = how;
 	unlink(path);
 	close(open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644));
-	assert_int_equal(sg_follow_open(&f, path, SG_FOLLOW_END, on_load_line, l), 0);
+	assert_int_equal(sg_follow_open(&f, path, NULL, SG_FOLLOW_END, on_load_line, l), 0);
 	assert_int_equal(sg_follow_read(f), 0);
 	assert_int_equal(pthread_create(&th, NULL, writer, l), 0);
 	while (!atomic_load(&l->done)) {

@@ -88,6 +88,15 @@ static bool needs_room(const struct sg_config *cfg)
 	return false;
 }
 
+/* *fd = what fd_or_err says, in the loop with fn. */
+static int add_fd(struct sg_daemon *d, int *fd, int fd_or_err, sg_handler fn)
+{
+	if (fd_or_err < 0)
+		return fd_or_err;
+	*fd = fd_or_err;
+	return sg_loop_add(&d->loop, *fd, EPOLLIN, fn, d);
+}
+
 int sg_daemon_run(struct sg_kernel *k, const struct sg_config *cfg,
 		  const struct sg_daemon_opts *opts)
 {
@@ -95,39 +104,22 @@ int sg_daemon_run(struct sg_kernel *k, const struct sg_config *cfg,
 			       .watch_fd = -1 };
 	int r;
 
-	if ((r = sg_loop_init(&d.loop)))
-		goto out;
-	d.sig_fd = sg_stop_signalfd();
-	if (d.sig_fd < 0) {
-		r = d.sig_fd;
-		goto out;
-	}
-	if ((r = sg_loop_add(&d.loop, d.sig_fd, EPOLLIN, on_signal, &d)))
-		goto out;
-	d.recount_fd = sg_timerfd(opts->recount_ms);
-	if (d.recount_fd < 0) {
-		r = d.recount_fd;
+	if ((r = sg_loop_init(&d.loop)) || (r = add_fd(&d, &d.sig_fd, sg_stop_signalfd(), on_signal)) ||
+	    (r = add_fd(&d, &d.recount_fd, sg_timerfd(opts->recount_ms), on_recount)) ||
+	    (r = add_fd(&d, &d.watch_fd, sg_timerfd(SG_WATCH_MS), on_watch))) {
+		pr_err("daemon: %s", strerror(-r));
 		goto out;
 	}
-	if ((r = sg_loop_add(&d.loop, d.recount_fd, EPOLLIN, on_recount, &d)))
-		goto out;
-	d.watch_fd = sg_timerfd(SG_WATCH_MS);
-	if (d.watch_fd < 0) {
-		r = d.watch_fd;
-		goto out;
-	}
-	if ((r = sg_loop_add(&d.loop, d.watch_fd, EPOLLIN, on_watch, &d)))
-		goto out;
+	/* Each of these says what failed, once. */
 	if (needs_room(cfg) && (r = sg_room_start(&d.room, k, cfg, &d.loop)))
 		goto out;
 	if ((r = sg_feedback_start(&d.fb, k, cfg, &d.loop, d.room, opts->log)))   /* follow the MTA log, learn caps */
 		goto out;
-	r = sg_loop_run(&d.loop);
+	if ((r = sg_loop_run(&d.loop)))
+		pr_err("daemon: %s", strerror(-r));
 out:
 	sg_feedback_stop(d.fb);
 	sg_room_stop(d.room);
-	if (r)
-		pr_err("daemon: %s", strerror(-r));
 	if (d.recount_fd >= 0)
 		close(d.recount_fd);
 	if (d.watch_fd >= 0)

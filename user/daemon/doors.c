@@ -335,16 +335,18 @@ int sg_doors_start(struct sg_doors **out, struct sg_kernel *k, struct sg_loop *l
 	if ((r = open_door(ds, d))) {
 		if (r == -ENOPROTOOPT)
 			pr_err("waiting room: no SO_NETNS_COOKIE (kernel 5.14 or later needed)");
+		else
+			pr_err("waiting room: listen on 127.0.0.1 and ::1: %s", strerror(-r));
 		goto fail;
 	}
 	*port = d->port;
 	ds->scan_fd = sg_timerfd(SG_DOORS_SCAN_MS);
-	if (ds->scan_fd < 0) {
-		r = ds->scan_fd;
+	if (ds->scan_fd < 0 || (r = sg_loop_add(loop, ds->scan_fd, EPOLLIN, on_scan, ds))) {
+		if (ds->scan_fd < 0)
+			r = ds->scan_fd;
+		pr_err("waiting room: namespace scan timer: %s", strerror(-r));
 		goto fail;
 	}
-	if ((r = sg_loop_add(loop, ds->scan_fd, EPOLLIN, on_scan, ds)))
-		goto fail;
 	scan(ds);
 	/* The previous daemon's doors of namespaces that are gone. */
 	for (int i = 0; i < ngiven; i++)

@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include "feedback.h"
 #include "follow.h"
+#include "journal.h"
 #include "learn.h"
 #include "log.h"
 #include "retry.h"
@@ -318,8 +319,10 @@ int sg_feedback_start(struct sg_fb **out, struct sg_kernel *k, const struct sg_c
 	int r;
 
 	*out = NULL;
-	if (!fb)
+	if (!fb) {
+		pr_err("feedback: %s", strerror(ENOMEM));
 		return -ENOMEM;
+	}
 	fb->k = k;
 	fb->cfg = cfg;
 	fb->loop = loop;
@@ -335,22 +338,23 @@ int sg_feedback_start(struct sg_fb **out, struct sg_kernel *k, const struct sg_c
 	restore(fb, now);
 	save(fb);
 
-	r = sg_follow_open(&fb->follow, fb->log, SG_FOLLOW_END, on_line, fb);
+	r = sg_follow_open(&fb->follow, fb->log, &sg_journal_source, SG_FOLLOW_END, on_line, fb);
 	if (r) {
 		pr_err("log %s: %s (give --log FILE, - or journal; or --no-follow)", fb->log, strerror(-r));
 		goto fail;
 	}
 	fb->timer_fd = timerfd_create(CLOCK_REALTIME, TFD_NONBLOCK | TFD_CLOEXEC);
-	if (fb->timer_fd < 0) {
-		r = -errno;
+	fb->follow_fd = sg_follow_fd(fb->follow);
+	if ((fb->timer_fd < 0 && (r = -errno)) ||
+	    (r = sg_loop_add(loop, fb->follow_fd, EPOLLIN, on_log, fb)) ||
+	    (r = sg_loop_add(loop, fb->timer_fd, EPOLLIN, on_timer, fb))) {
+		pr_err("feedback: %s", strerror(-r));
 		goto fail;
 	}
-	fb->follow_fd = sg_follow_fd(fb->follow);
-	if ((r = sg_loop_add(loop, fb->follow_fd, EPOLLIN, on_log, fb)) ||
-	    (r = sg_loop_add(loop, fb->timer_fd, EPOLLIN, on_timer, fb)))
+	if ((r = sg_follow_read(fb->follow)) < 0) {
+		pr_err("log %s: %s", fb->log, strerror(-r));
 		goto fail;
-	if ((r = sg_follow_read(fb->follow)) < 0)
-		goto fail;
+	}
 	arm(fb);
 	*out = fb;
 	pr_info("following %s: caps learn from the MTA's deferrals", fb->log);

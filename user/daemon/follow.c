@@ -38,7 +38,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <systemd/sd-journal.h>
 #include "follow.h"
 
 #define BUF_SIZE (64 * 1024)
@@ -70,8 +69,9 @@ struct sg_follow {
 	/* K_STDIN */
 	int ev_fd;               /* eventfd standing in for a regular-file stdin */
 	bool stdin_pollable;
-	/* K_JOURNAL */
-	sd_journal *j;
+	/* K_JOURNAL: another source (journal.h) */
+	const struct sg_follow_source *src;
+	void *state;
 };
 
 static void src_init(struct src *s)
@@ -396,98 +396,10 @@ static int read_stdin(struct sg_follow *f)
 	return split(f, &f->cur);
 }
 
-/* ---- journal ---------------------------------------------------------- */
-
-static int open_journal(struct sg_follow *f, int start)
-{
-	static const char *const idents[] = {
-		"SYSLOG_IDENTIFIER=postfix/smtp", "SYSLOG_IDENTIFIER=postfix/lmtp",
-		"SYSLOG_IDENTIFIER=postfix/relay", "SYSLOG_IDENTIFIER=postfix/error",
-		"SYSLOG_IDENTIFIER=postfix/retry", "SYSLOG_IDENTIFIER=exim",
-		"SYSLOG_IDENTIFIER=exim4",
-	};
-	int r;
-
-	if ((r = sd_journal_open(&f->j, SD_JOURNAL_LOCAL_ONLY)) < 0)
-		return r;
-	for (size_t i = 0; i < sizeof(idents) / sizeof(idents[0]); i++)
-		if ((r = sd_journal_add_match(f->j, idents[i], 0)) < 0)
-			return r;
-	/* ...or any program logging to the mail facility (syslog_name variants
-	 * such as postfix-out/smtp); the parser keeps only delivery lines. */
-	if ((r = sd_journal_add_disjunction(f->j)) < 0 ||
-	    (r = sd_journal_add_match(f->j, "SYSLOG_FACILITY=2", 0)) < 0)
-		return r;
-	if (start == SG_FOLLOW_END) {
-		if ((r = sd_journal_seek_tail(f->j)) < 0)
-			return r;
-		sd_journal_previous(f->j);
-	} else if ((r = sd_journal_seek_head(f->j)) < 0) {
-		return r;
-	}
-	r = sd_journal_get_fd(f->j);
-	return r < 0 ? r : 0;
-}
-
-static size_t field(sd_journal *j, const char *name, const char **val)
-{
-	const void *d;
-	size_t len, nlen = strlen(name);
-
-	if (sd_journal_get_data(j, name, &d, &len) < 0 || len <= nlen)
-		return 0;
-	*val = (const char *)d + nlen + 1;
-	return len - nlen - 1;
-}
-
-static int read_journal(struct sg_follow *f)
-{
-	int r;
-
-	sd_journal_process(f->j);
-	while ((r = sd_journal_next(f->j)) > 0) {
-		const char *msg = "", *ident = "", *pid = "", *host = "";
-		size_t lmsg, lident, lpid, lhost;
-		uint64_t usec = 0;
-		char when[40];
-		struct tm tm;
-		time_t secs;
-		int n;
-
-		if (!(lmsg = field(f->j, "MESSAGE", &msg)))
-			continue;
-		lident = field(f->j, "SYSLOG_IDENTIFIER", &ident);
-		if (!(lpid = field(f->j, "SYSLOG_PID", &pid)))
-			lpid = field(f->j, "_PID", &pid);
-		if (!(lhost = field(f->j, "_HOSTNAME", &host))) {
-			host = "localhost";
-			lhost = 9;
-		}
-		sd_journal_get_realtime_usec(f->j, &usec);
-		secs = (time_t)(usec / 1000000);
-		gmtime_r(&secs, &tm);
-		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
-		char *buf = f->cur.buf;
-
-		n = snprintf(buf, sizeof(f->cur.buf), "%s.%06u+00:00 %.*s %.*s[%.*s]: %.*s", when,
-			     (unsigned)(usec % 1000000), (int)lhost, host, (int)lident, ident,
-			     (int)lpid, pid, (int)lmsg, msg);
-		if (n < 0)
-			continue;
-		if ((size_t)n >= sizeof(f->cur.buf))
-			n = sizeof(f->cur.buf) - 1;
-		for (int i = 0; i < n; i++)       /* one entry, one line */
-			if (buf[i] == '\n')
-				buf[i] = ' ';
-		if ((r = emit(f, buf, (size_t)n)))
-			return r;
-	}
-	return r < 0 ? r : 0;
-}
-
 /* ---- API -------------------------------------------------------------- */
 
-int sg_follow_open(struct sg_follow **out, const char *what, int start, sg_line_fn fn, void *arg)
+int sg_follow_open(struct sg_follow **out, const char *what, const struct sg_follow_source *src,
+		   int start, sg_line_fn fn, void *arg)
 {
 	struct sg_follow *f = calloc(1, sizeof(*f));
 	int r;
@@ -503,9 +415,10 @@ int sg_follow_open(struct sg_follow **out, const char *what, int start, sg_line_
 	if (!strcmp(what, "-")) {
 		f->kind = K_STDIN;
 		r = open_stdin(f);
-	} else if (!strcmp(what, "journal")) {
+	} else if (src && !strcmp(what, src->name)) {
 		f->kind = K_JOURNAL;
-		r = open_journal(f, start);
+		f->src = src;
+		r = src->open(&f->state, start);
 	} else {
 		f->kind = K_FILE;
 		r = open_path(f, what, start);
@@ -523,7 +436,7 @@ int sg_follow_fd(const struct sg_follow *f)
 	switch (f->kind) {
 	case K_FILE: return f->ino_fd;
 	case K_STDIN: return f->stdin_pollable ? STDIN_FILENO : f->ev_fd;
-	case K_JOURNAL: return sd_journal_get_fd(f->j);
+	case K_JOURNAL: return f->src->fd(f->state);
 	}
 	return -1;
 }
@@ -542,7 +455,7 @@ int sg_follow_read(struct sg_follow *f)
 	case K_STDIN:
 		return read_stdin(f);
 	case K_JOURNAL:
-		return read_journal(f);
+		return f->src->read(f->state, f->cur.buf, sizeof(f->cur.buf), f->fn, f->arg);
 	}
 	return -EINVAL;
 }
@@ -559,7 +472,7 @@ void sg_follow_close(struct sg_follow *f)
 		close(f->ino_fd);
 	if (f->ev_fd >= 0)
 		close(f->ev_fd);
-	if (f->j)
-		sd_journal_close(f->j);
+	if (f->src && f->state)
+		f->src->close(f->state);
 	free(f);
 }

@@ -5,9 +5,8 @@
  *    read to its end first) and by copy-truncate, holds a partial last line
  *    until its newline comes, and waits for a file that appears later;
  *  - standard input ("-"), a pipe or a file;
- *  - the systemd journal ("journal"): Postfix and Exim entries, by
- *    SYSLOG_IDENTIFIER (postfix/smtp, ...) or the mail facility (custom
- *    syslog_name), rendered as "ISO-time host IDENT[PID]: MESSAGE".
+ *  - another source given by the caller: the systemd journal (journal.h),
+ *    so that the follower itself needs no libsystemd.
  * It never sleeps or polls: it exposes one fd (inotify, the pipe, or the
  * journal's) for the caller's epoll loop, and reads when that fd is ready.
  */
@@ -28,11 +27,23 @@ enum sg_follow_start {
 	SG_FOLLOW_BEGIN,         /* the whole file first (tests, catching up) */
 };
 
+/* A source of lines that is not a file (the journal). */
+struct sg_follow_source {
+	const char *name;                    /* the `what` that selects it */
+	int (*open)(void **state, int start);
+	int (*fd)(const void *state);
+	/* Read what is new: each entry as one line in buf, handed to fn. */
+	int (*read)(void *state, char *buf, size_t len, sg_line_fn fn, void *arg);
+	void (*close)(void *state);
+};
+
 /*
- * what: a path, "-" or "journal". A missing file is fine (it is read from
- * its start when it appears); a missing directory is -ENOENT.
+ * what: a path, "-", or src->name (src may be NULL). A missing file is
+ * fine (it is read from its start when it appears); a missing directory is
+ * -ENOENT.
  */
-int sg_follow_open(struct sg_follow **out, const char *what, int start, sg_line_fn fn, void *arg);
+int sg_follow_open(struct sg_follow **out, const char *what, const struct sg_follow_source *src,
+		   int start, sg_line_fn fn, void *arg);
 
 /* The fd to wait on for reading. Call sg_follow_read once after open too:
  * what is already there (SG_FOLLOW_BEGIN) raises no event. */

@@ -9,6 +9,11 @@
 #include <unistd.h>
 #include "loop.h"
 
+static uint64_t tag(int slot, uint32_t gen)
+{
+	return (uint64_t)gen << 32 | (uint32_t)slot;
+}
+
 int sg_loop_init(struct sg_loop *l)
 {
 	memset(l, 0, sizeof(*l));
@@ -23,10 +28,12 @@ int sg_loop_add(struct sg_loop *l, int fd, uint32_t events, sg_handler fn, void 
 	for (int i = 0; i < SG_LOOP_MAX; i++) {
 		if (l->slots[i].fd >= 0)
 			continue;
-		struct epoll_event ev = { .events = events, .data.u32 = (uint32_t)i };
+		uint32_t gen = l->slots[i].gen + 1;
+		struct epoll_event ev = { .events = events, .data.u64 = tag(i, gen) };
 
 		if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev))
 			return -errno;
+		l->slots[i].gen = gen;
 		l->slots[i].fd = fd;
 		l->slots[i].fn = fn;
 		l->slots[i].arg = arg;
@@ -39,7 +46,7 @@ int sg_loop_mod(struct sg_loop *l, int fd, uint32_t events)
 {
 	for (int i = 0; i < SG_LOOP_MAX; i++)
 		if (l->slots[i].fd == fd) {
-			struct epoll_event ev = { .events = events, .data.u32 = (uint32_t)i };
+			struct epoll_event ev = { .events = events, .data.u64 = tag(i, l->slots[i].gen) };
 
 			return epoll_ctl(l->epfd, EPOLL_CTL_MOD, fd, &ev) ? -errno : 0;
 		}
@@ -77,10 +84,11 @@ int sg_loop_run(struct sg_loop *l)
 			return -errno;
 		}
 		for (int i = 0; i < n && !l->stop; i++) {
-			uint32_t s = evs[i].data.u32;
+			uint32_t s = (uint32_t)evs[i].data.u64;
 			int r;
 
-			if (l->slots[s].fd < 0)
+			/* freed in this batch (and maybe reused): not this event's */
+			if (l->slots[s].fd < 0 || l->slots[s].gen != (uint32_t)(evs[i].data.u64 >> 32))
 				continue;
 			r = l->slots[s].fn(l->slots[s].arg, evs[i].events);
 			if (r < 0)

@@ -11,10 +11,16 @@
 /* Return 0 to go on, a negative errno to stop the loop with that error. */
 typedef int (*sg_handler)(void *arg, uint32_t events);
 
+/*
+ * An event names its slot and the slot's generation: a slot freed and
+ * reused while one epoll_wait batch is dispatched is a new generation, so a
+ * stale event of the old fd in that batch is dropped, never handed to the
+ * new fd's handler.
+ */
 struct sg_loop {
 	int epfd;
 	bool stop;
-	struct { int fd; sg_handler fn; void *arg; } slots[SG_LOOP_MAX];
+	struct { int fd; uint32_t gen; sg_handler fn; void *arg; } slots[SG_LOOP_MAX];
 };
 
 int sg_loop_init(struct sg_loop *l);

@@ -853,11 +853,12 @@ static int govern_self(struct sg_room *r)
 		return 0;   /* inside the governed tree already */
 	sweep_rooms(r->parent);
 	snprintf(r->cgroup, sizeof(r->cgroup), "%s/smtpgov-room.%d", r->parent, getpid());
-	if (mkdir(r->cgroup, 0755) && errno != EEXIST)
-		return -errno;
-	if ((ret = sg_cgroup_join(r->cgroup)))
+	if ((mkdir(r->cgroup, 0755) && errno != EEXIST && (ret = -errno)) ||
+	    (ret = sg_cgroup_join(r->cgroup))) {
+		pr_err("waiting room: cgroup %s: %s", r->cgroup, strerror(-ret));
 		return ret;
-	return sg_kernel_attach_room(r->k, r->cgroup, &r->links);
+	}
+	return sg_kernel_attach_room(r->k, r->cgroup, &r->links);   /* logs its error */
 }
 
 /* Descriptors the daemon needs besides the room's: maps, links, epoll,
@@ -913,6 +914,7 @@ int sg_room_start(struct sg_room **out, struct sg_kernel *k, const struct sg_con
 {
 	struct sg_room *r = calloc(1, sizeof(*r));
 	struct sg_fd_given *given = NULL;
+	const char *what = NULL;      /* the step that failed, if it did not say so */
 	int ret, ngiven = 0, held = 0;
 
 	if (!r || !(r->gq = calloc(SG_MAX_GROUPS, sizeof(*r->gq)))) {
@@ -931,15 +933,15 @@ int sg_room_start(struct sg_room **out, struct sg_kernel *k, const struct sg_con
 		r->wait_s[g] = ci >= 0 ? cfg->groups[ci].queue_wait : 120;
 	}
 	sg_kernel_sources_waiting_clear(k);
-	if ((ret = govern_self(r))) {
-		pr_err("waiting room: cannot govern its own connects: %s", strerror(-ret));
+	if ((ret = govern_self(r)))
 		goto fail;
-	}
+	what = "timer";
 	r->tick_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	if (r->tick_fd < 0) {
 		ret = -errno;
 		goto fail;
 	}
+	what = "the kernel's wakeups";
 	if ((ret = sg_kernel_wakeups(k, on_wakeup, r, &r->wake)))
 		goto fail;
 	sg_kernel_ring_consume(r->wake);     /* stale wakeups of a previous daemon */
@@ -954,8 +956,9 @@ int sg_room_start(struct sg_room **out, struct sg_kernel *k, const struct sg_con
 	 * places back through repair()); else nothing is. */
 	for (int g = 0; !ngiven && g < SG_MAX_GROUPS; g++)
 		sg_kernel_queue_clear(k, g);
+	what = NULL;
 	if ((ret = sg_doors_start(&r->doors, k, loop, on_accept, r, &r->port, given, ngiven)))
-		goto fail;
+		goto fail;            /* logs its error */
 	r->stored = sg_doors_stored(r->doors);
 	held = take_over(r, given, ngiven);
 	if (ngiven)
@@ -970,6 +973,7 @@ int sg_room_start(struct sg_room **out, struct sg_kernel *k, const struct sg_con
 		snprintf(name, sizeof(name), "rlink.%d.%d", (int)getpid(), i);
 		sg_fdstore_put(lfds[i], name);
 	}
+	what = "settings";
 	if ((ret = sg_kernel_room_port(k, r->port)))
 		goto fail;
 	pr_info("waiting room on 127.0.0.1 and ::1 port %u, and in each network namespace of the "
@@ -991,6 +995,8 @@ int sg_room_start(struct sg_room **out, struct sg_kernel *k, const struct sg_con
 	*out = r;
 	return 0;
 fail:
+	if (what)
+		pr_err("waiting room: %s: %s", what, strerror(-ret));
 	for (int i = 0; i < ngiven; i++)
 		if (given[i].fd >= 0)
 			close(given[i].fd);

@@ -958,12 +958,18 @@ int sg_kernel_feedback_get(const struct sg_kernel *k, int slot, struct sg_feedba
 
 static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
+	char line[1024];
+	int n;
+
 	/* libbpf's warnings are details of an error we report ourselves in
-	 * one line; -v shows them. */
+	 * one line; -v shows them, as debug lines. */
 	if (level == LIBBPF_DEBUG || sg_log_level < SG_LOG_DEBUG)
 		return 0;
-	fprintf(stderr, "smtpgov: libbpf: ");
-	return vfprintf(stderr, fmt, ap);
+	n = vsnprintf(line, sizeof(line), fmt, ap);
+	if (n > 0 && (size_t)n < sizeof(line) && line[n - 1] == '\n')
+		line[n - 1] = '\0';
+	pr_debug("libbpf: %s", line);
+	return n;
 }
 
 void sg_log_libbpf(void)
