@@ -5,7 +5,8 @@
  * (EROFS): the state saved before stays whole, each error is logged when
  * it starts and not again within the minute however many caps change,
  * learning goes on (the caps in the kernel follow the log), and once the
- * disk takes writes again the state is saved.
+ * disk takes writes again the state is saved. A retry_command that hangs
+ * is killed after retry_timeout, and the daemon goes on meanwhile.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -210,6 +211,56 @@ static void test_state_disk_full_then_read_only(void **state)
 	assert_int_equal(env_daemon_stop(&E, SIGTERM), 0);
 }
 
+/* retry_timeout 1 s (the default is 30) so that the test is short; the
+ * group queues, as retry_command needs. */
+#define RETRY_CONF "[global]\nports = 2525\nbuiltin = no\nverdict = queue\n" \
+	"retry_command = %s/hang.sh %%q\nretry_delay = 0s\nretry_timeout = 1s\n" \
+	"[group lo]\nranges = 127.0.13.1/32\ncap = 30\nmax_cap = 30\ncooldown = 0s\n" \
+	"decrease = 0.9\n"
+
+static void test_retry_command_hangs(void **state)
+{
+	char conf[1024], script[PATH_MAX + 16], pidf[PATH_MAX + 16], logpath[PATH_MAX + 16];
+	char extra[PATH_MAX * 2], text[PATH_MAX * 2], *p, *log;
+	uint32_t cap;
+	pid_t hung = 0;
+
+	(void)state;
+	/* A command that never returns: it records its pid and sleeps. */
+	snprintf(script, sizeof(script), "%s/hang.sh", E.tmp);
+	snprintf(pidf, sizeof(pidf), "%s/hang.pid", E.tmp);
+	snprintf(text, sizeof(text), "#!/bin/sh\necho $$ > %s\nexec sleep 1000\n", pidf);
+	append(script, text);
+	assert_int_equal(chmod(script, 0755), 0);
+	snprintf(conf, sizeof(conf), RETRY_CONF, E.tmp);
+	env_config(&E, conf);
+	snprintf(logpath, sizeof(logpath), "%s/daemon.log", E.tmp);
+	snprintf(extra, sizeof(extra), "--log %s/mail.log 2>%s", E.tmp, logpath);
+	snprintf(text, sizeof(text), "%s/mail.log", E.tmp);
+	append(text, "");
+	assert_int_equal(env_daemon(&E, extra, true), 0);
+	usleep(300000);                               /* following the log */
+
+	cap = steps_down(30, 1);                      /* runs the command */
+	for (int i = 0; i < 100 && !hung; i++) {
+		p = slurp(pidf);
+		hung = atoi(p);
+		free(p);
+		usleep(20000);
+	}
+	assert_true(hung > 0);
+	assert_int_equal(kill(hung, 0), 0);           /* it hangs */
+	cap = steps_down(cap, 3);                     /* the daemon does not wait */
+	for (int i = 0; i < 150 && kill(hung, 0) == 0; i++)
+		usleep(20000);
+	assert_int_equal(kill(hung, 0), -1);          /* killed after retry_timeout */
+	log = slurp(logpath);
+	print_message("retry_command: %s", strstr(log, "retry_command") ? strstr(log, "retry_command") : "?\n");
+	assert_non_null(strstr(log, "still running after 1s: killed"));
+	free(log);
+	assert_int_equal(env_daemon_stop(&E, SIGTERM), 0);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -233,6 +284,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_state_disk_full_then_read_only, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_retry_command_hangs, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -84,7 +84,7 @@ static void test_full_file(void **state)
 	fclose(fp);
 	assert_int_equal(load("[global]\nports = 25 587\nmode = dry-run ; comment\nstate = /tmp/x\n"
 			      "retry_command = postqueue -c /etc/postfix -i %q\nretry_delay = 2s\n"
-			      "room_max = 300\n"
+			      "room_max = 300\nretry_timeout = 5s\n"
 			      "[group microsoft]\ncap = 1\nmin_cap = 1\nmax_cap = 6\ndecrease = 0.25\n"
 			      "cooldown = 2m\nincrease_after = 20\nincrease_interval = 1h\npause = 1d\n"
 			      "[group partner-relay]\nranges = 198.51.100.0/24\n"
@@ -100,6 +100,7 @@ static void test_full_file(void **state)
 	assert_string_equal(cfg.retry_command, "postqueue -c /etc/postfix -i %q");
 	assert_int_equal(cfg.retry_delay, 2);
 	assert_int_equal(cfg.room_max, 300);
+	assert_int_equal(cfg.retry_timeout, 5);
 	g = sg_config_group(&cfg, "microsoft");
 	assert_int_equal(cfg.groups[g].cap, 1);
 	assert_int_equal(cfg.groups[g].max_cap, 6);

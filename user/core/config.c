@@ -61,6 +61,7 @@ static const struct key keys[] = {
 	{ S_GLOBAL, "verdict", K_VERDICT, G(verdict), 0, 0 },
 	{ S_GLOBAL, "retry_command", K_PATH, G(retry_command), 0, 0 },
 	{ S_GLOBAL, "retry_delay", K_DUR, G(retry_delay), 0, 3600 },
+	{ S_GLOBAL, "retry_timeout", K_DUR, G(retry_timeout), 1, 3600 },
 	{ S_GLOBAL, "max_sources", K_UINT, G(max_sources), 1, SG_MAX_SOURCES - 1 },
 	{ S_GLOBAL, "room_max", K_UINT,   G(room_max), 1, 1000000 },
 
@@ -757,6 +758,7 @@ static void defaults(struct sg_config *cfg)
 	snprintf(cfg->state, sizeof(cfg->state), "/var/lib/smtpgov/state");
 	snprintf(cfg->log, sizeof(cfg->log), "/var/log/mail.log");
 	cfg->retry_delay = 1;
+	cfg->retry_timeout = 30;
 	cfg->max_sources = SG_DEFAULT_SOURCES;
 }
 

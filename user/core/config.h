@@ -65,6 +65,7 @@ struct sg_config {
 	char mta[PATH_MAX];      /* "" or postfix[:CONFIG_DIR] / exim[:PID_FILE] (mta.h) */
 	char retry_command[PATH_MAX]; /* "" = off; %q = the queue id */
 	uint32_t retry_delay;    /* s before retry_command runs */
+	uint32_t retry_timeout;  /* s a retry_command may run, then it is killed */
 	uint32_t max_sources;    /* bound sending addresses counted apart */
 	uint32_t room_max;       /* connections the waiting room holds at once
 	                          * (held and relaying); 0: sum of queue_max +

@@ -328,7 +328,7 @@ int sg_feedback_start(struct sg_fb **out, struct sg_kernel *k, const struct sg_c
 	fb->loop = loop;
 	fb->room = room;
 	fb->follow_fd = fb->timer_fd = -1;
-	sg_retry_init(&fb->retry, cfg->retry_command, cfg->retry_delay);
+	sg_retry_init(&fb->retry, cfg->retry_command, cfg->retry_delay, cfg->retry_timeout);
 	fb->log = log ? log : cfg->log;
 	if ((r = sg_learn_init(&fb->learn, cfg, SG_FMT_AUTO, now, on_change, fb, err, sizeof(err)))) {
 		pr_err("feedback: %s", err);

@@ -6,16 +6,18 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/wait.h>
 #include "log.h"
 #include "retry.h"
 
 #define MAX_ARGS 32
 
-void sg_retry_init(struct sg_retry *r, const char *command, unsigned delay)
+void sg_retry_init(struct sg_retry *r, const char *command, unsigned delay, unsigned timeout)
 {
 	memset(r, 0, sizeof(*r));
 	r->command = command;
 	r->delay = delay;
+	r->timeout = timeout;
 	if (command && command[0])
 		signal(SIGCHLD, SIG_IGN);   /* the children reap themselves */
 }
@@ -55,6 +57,39 @@ static int split(const char *cmd, const char *qid, char *buf, size_t len, char *
 	return argc ? 0 : -EINVAL;
 }
 
+/* In the run's child: the command in a process group of its own, killed
+ * whole when it outlives timeout. Returns the child's exit status. */
+static int supervise(char *argv[MAX_ARGS], const char *qid, unsigned timeout)
+{
+	int st = 0;
+	pid_t cmd;
+
+	signal(SIGCHLD, SIG_DFL);     /* we wait for this one */
+	cmd = fork();
+	if (cmd < 0)
+		return 1;
+	if (cmd == 0) {
+		sigset_t none;
+
+		/* The daemon blocks SIGTERM and SIGINT (signalfd): not its command. */
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		setpgid(0, 0);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	setpgid(cmd, cmd);
+	for (unsigned ms = 0; ms < timeout * 1000; ms += 50) {
+		if (waitpid(cmd, &st, WNOHANG) == cmd)
+			return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+		usleep(50000);
+	}
+	kill(-cmd, SIGKILL);
+	waitpid(cmd, &st, 0);
+	pr_warn("retry_command for %s: still running after %us: killed", qid, timeout);
+	return 1;
+}
+
 int sg_retry_run(struct sg_retry *r, const char *qid, int64_t now)
 {
 	char buf[PATH_MAX + MAX_ARGS * SG_QID_LEN], *argv[MAX_ARGS];
@@ -83,6 +118,5 @@ int sg_retry_run(struct sg_retry *r, const char *qid, int64_t now)
 		return 1;
 	/* child: wait for the MTA to file the deferral, then run the command */
 	sleep(r->delay);
-	execvp(argv[0], argv);
-	_exit(127);
+	_exit(supervise(argv, qid, r->timeout));
 }
