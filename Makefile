@@ -125,9 +125,10 @@ $(OUT)/tests/bpf/%: $(OUT)/tests/bpf/%.o $(TEST_HELPERS) $(RUNTIME_OBJS) $(CORE_
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -lcmocka -lpthread -o $@
 
+# mxsim speaks STARTTLS through OpenSSL.
 $(OUT)/%: $(OUT)/tests/tools/%.o
 	$(call msg,LINK,$@)
-	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -lpthread -o $@
+	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -lssl -lcrypto -lpthread -o $@
 
 $(OUT)/bench/%: $(OUT)/bench/%.o $(TEST_HELPERS) $(RUNTIME_OBJS) $(CORE_LIB)
 	$(call msg,LINK,$@)
@@ -139,7 +140,7 @@ $(OUT):
 # Debian packages needed to build and test; installed only when missing.
 DEB_PKGS := clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool libcmocka-dev libinih-dev \
 	    libpcre2-dev libsystemd-dev pkg-config iproute2 postfix make gcc python3 nftables \
-	    libclang-rt-14-dev swaks
+	    libclang-rt-14-dev swaks libssl-dev openssl
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
 		grep -q '^install ok installed' || echo $$p; done); \

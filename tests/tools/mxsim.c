@@ -7,9 +7,9 @@
  * way Workspace- or Microsoft-hosted domains all land on the same servers),
  * counts the sessions of each client IP across all of its addresses, and past
  * its limit answers with that provider's throttle reply at a chosen SMTP
- * stage. Under the limit it accepts mail for real (EHLO, pipelining, DATA)
- * and records every Message-ID, so a test can prove each message arrived
- * exactly once.
+ * stage. Under the limit it accepts mail for real (EHLO, pipelining, DATA,
+ * and STARTTLS with --tls-cert/--tls-key, through OpenSSL) and records
+ * every Message-ID, so a test can prove each message arrived exactly once.
  *
  * The statistics a test asserts on (throttle replies sent, accepted
  * messages, peak concurrent sessions per client IP) come from the control
@@ -41,6 +41,8 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #define IN_MAX 8192            /* input buffer: RFC 5321 lines are <= 1000 */
 #define OUT_HIGH (256 * 1024)  /* stop reading while this much is unsent */
@@ -95,6 +97,9 @@ struct conn {
 	unsigned long id;
 	bool admitted, throttled, helo, mail, data, in_hdr, bol, skip_line;
 	bool closing, draining, eof, dead;
+	bool starttls;                /* 220 to STARTTLS queued: TLS once it is sent */
+	SSL *ssl;                     /* after STARTTLS */
+	bool handshaking;
 	unsigned nrcpt;
 	uint64_t size;
 	uint64_t hold_until, drain_until, last_ms;
@@ -127,6 +132,7 @@ static int epfd = -1;
 static FILE *logf;
 static const char *stats_path, *control_path;
 static unsigned idle_timeout_ms = 300000;
+static SSL_CTX *tls_ctx;        /* --tls-cert/--tls-key: STARTTLS offered */
 static uint64_t start_ms;
 
 static uint64_t now_ms(void)
@@ -457,6 +463,7 @@ static void conn_close(struct conn *c, const char *why)
 	}
 	if (held(c))
 		nheld--;
+	SSL_free(c->ssl);
 	close(c->it.fd);
 	if (c->prev)
 		c->prev->next = c->next;
@@ -470,11 +477,94 @@ static void conn_close(struct conn *c, const char *why)
 	graveyard = c;
 }
 
+/* One step of a TLS handshake or record I/O: > 0 bytes, 0 EOF, -1 with
+ * errno (EAGAIN: wait for the socket). */
+static ssize_t tls_result(struct conn *c, int ret)
+{
+	int err = SSL_get_error(c->ssl, ret);
+
+	if (ret > 0)
+		return ret;
+	if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+		errno = EAGAIN;
+		return -1;
+	}
+	if (err == SSL_ERROR_ZERO_RETURN || (err == SSL_ERROR_SYSCALL && errno == 0) ||
+	    (err == SSL_ERROR_SSL &&
+	     ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING)) {
+		ERR_clear_error();
+		return 0;    /* the client closed, with or without close_notify */
+	}
+	if (err != SSL_ERROR_SYSCALL) {
+		char why[256];
+
+		ERR_error_string_n(ERR_get_error(), why, sizeof(why));
+		logev(c, "tls error %s", why);
+		ERR_clear_error();
+		errno = EPROTO;
+	}
+	return -1;
+}
+
+/* Finish the handshake first; 1 when done, else as tls_result. */
+static ssize_t tls_ready(struct conn *c)
+{
+	ssize_t r;
+
+	if (!c->handshaking)
+		return 1;
+	if ((r = tls_result(c, SSL_do_handshake(c->ssl))) <= 0)
+		return r;
+	c->handshaking = false;
+	logev(c, "tls %s %s", SSL_get_version(c->ssl), SSL_get_cipher_name(c->ssl));
+	return 1;
+}
+
+static ssize_t io_read(struct conn *c, void *buf, size_t n)
+{
+	ssize_t r;
+
+	if (!c->ssl)
+		return read(c->it.fd, buf, n);
+	if ((r = tls_ready(c)) <= 0)
+		return r;
+	return tls_result(c, SSL_read(c->ssl, buf, (int)n));
+}
+
+static ssize_t io_write(struct conn *c, const void *buf, size_t n)
+{
+	ssize_t r;
+
+	if (!c->ssl)
+		return send(c->it.fd, buf, n, MSG_NOSIGNAL);
+	if ((r = tls_ready(c)) <= 0) {
+		if (r == 0)
+			errno = EPIPE;
+		return -1;
+	}
+	return tls_result(c, SSL_write(c->ssl, buf, (int)n));
+}
+
+/* The 220 to STARTTLS is out: the session starts over inside TLS. */
+static void start_tls(struct conn *c)
+{
+	c->starttls = false;
+	c->inlen = 0;                 /* nothing may be pipelined past STARTTLS */
+	c->helo = false;
+	c->ssl = SSL_new(tls_ctx);
+	if (!c->ssl || !SSL_set_fd(c->ssl, c->it.fd)) {
+		conn_close(c, "SSL_new failed");
+		return;
+	}
+	SSL_set_accept_state(c->ssl);
+	c->handshaking = true;
+}
+
 /* Sends what is queued; after a closing reply, half-closes and drains. */
 static void flush(struct conn *c)
 {
 	while (!held(c) && c->outoff < c->outlen) {
-		ssize_t n = send(c->it.fd, c->out + c->outoff, c->outlen - c->outoff, MSG_NOSIGNAL);
+		ssize_t n = io_write(c, c->out + c->outoff, c->outlen - c->outoff);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -488,9 +578,13 @@ static void flush(struct conn *c)
 	}
 	if (c->outoff == c->outlen)
 		c->outoff = c->outlen = 0;
+	if (c->starttls && !held(c) && c->outlen == 0)
+		start_tls(c);
 	if (c->closing && !c->draining && !held(c) && c->outlen == 0) {
 		/* Closing with unread input would send an RST that can destroy
 		 * the reply in the client's buffer: FIN first, then drain. */
+		if (c->ssl && !c->handshaking)
+			SSL_shutdown(c->ssl);
 		shutdown(c->it.fd, SHUT_WR);
 		c->draining = true;
 		c->drain_until = now_ms() + DRAIN_MS;
@@ -632,8 +726,9 @@ static void smtp_command(struct conn *c, char *line)
 	} else if (!strcasecmp(line, "EHLO")) {
 		reset_txn(c);
 		c->helo = true;
-		reply(c, "250-%s at your service, [%s]\r\n250-SIZE %d\r\n250-8BITMIME\r\n"
-			 "250-ENHANCEDSTATUSCODES\r\n250 PIPELINING", p->host, client_ip(c), MSG_SIZE_MAX);
+		reply(c, "250-%s at your service, [%s]\r\n250-SIZE %d\r\n250-8BITMIME\r\n%s"
+			 "250-ENHANCEDSTATUSCODES\r\n250 PIPELINING", p->host, client_ip(c), MSG_SIZE_MAX,
+			 tls_ctx && !c->ssl ? "250-STARTTLS\r\n" : "");
 	} else if (!strcasecmp(line, "HELO")) {
 		reset_txn(c);
 		c->helo = true;
@@ -671,7 +766,14 @@ static void smtp_command(struct conn *c, char *line)
 	} else if (!strcasecmp(line, "VRFY")) {
 		reply(c, "252 2.1.5 Send some mail, I'll try my best");
 	} else if (!strcasecmp(line, "STARTTLS")) {
-		reply(c, "502 5.5.1 STARTTLS not offered by mxsim");
+		if (!tls_ctx || c->ssl) {
+			reply(c, "502 5.5.1 STARTTLS not offered here");
+		} else {
+			reset_txn(c);
+			reply(c, "220 2.0.0 Ready to start TLS");
+			c->starttls = true;
+			logev(c, "starttls");
+		}
 	} else {
 		reply(c, "502 5.5.2 Unrecognized command.");
 	}
@@ -723,7 +825,7 @@ static void process_input(struct conn *c)
 {
 	size_t off = 0;
 
-	while (off < c->inlen && !held(c) && !c->closing && !c->dead &&
+	while (off < c->inlen && !held(c) && !c->closing && !c->dead && !c->starttls &&
 	       c->outlen - c->outoff < OUT_HIGH) {
 		char *s = c->in + off, *nl = memchr(s, '\n', c->inlen - off);
 		size_t n = nl ? (size_t)(nl - s) + 1 : c->inlen - off;
@@ -783,7 +885,7 @@ static void conn_pump(struct conn *c)
 		}
 		if (c->inlen == IN_MAX || c->outlen - c->outoff >= OUT_HIGH)
 			return;   /* resumed by the hold timer or EPOLLOUT */
-		n = read(c->it.fd, c->in + c->inlen, IN_MAX - c->inlen);
+		n = io_read(c, c->in + c->inlen, IN_MAX - c->inlen);
 		if (n > 0) {
 			c->last_ms = now_ms();
 			if (c->draining || (c->closing && !c->data))
@@ -1146,7 +1248,7 @@ static void usage(FILE *f)
 {
 	fputs(
 "usage: mxsim --persona SPEC [--persona SPEC...] [--control SOCK] [--stats FILE]\n"
-"             [--log FILE] [--timeout SEC]\n"
+"             [--log FILE] [--timeout SEC] [--tls-cert PEM --tls-key PEM]\n"
 "An SMTP receiver simulating mail providers that throttle by concurrency or rate.\n"
 "\n"
 "  --persona NAME:ADDRS:PORT[:key=value...]\n"
@@ -1180,7 +1282,23 @@ static void usage(FILE *f)
 "      Created after every listener is bound: its existence means ready.\n"
 "  --stats FILE    write the stats JSON on SIGUSR1, SIGTERM and SIGINT\n"
 "  --log FILE      one line per session event (UTC time persona client s=ID event)\n"
-"  --timeout SEC   idle session timeout, default 300\n", f);
+"  --timeout SEC   idle session timeout, default 300\n"
+"  --tls-cert PEM, --tls-key PEM  offer STARTTLS with this certificate (chain)\n"
+"                  and key; the session then goes on inside TLS\n", f);
+}
+
+/* STARTTLS: a server context with the certificate and key (die if bad). */
+static void tls_setup(const char *cert, const char *key)
+{
+	tls_ctx = SSL_CTX_new(TLS_server_method());
+	if (!tls_ctx)
+		die("SSL_CTX_new failed");
+	if (SSL_CTX_use_certificate_chain_file(tls_ctx, cert) != 1)
+		die("--tls-cert %s: cannot load the certificate", cert);
+	if (SSL_CTX_use_PrivateKey_file(tls_ctx, key, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(tls_ctx) != 1)
+		die("--tls-key %s: cannot load the key, or it does not match %s", key, cert);
+	SSL_CTX_set_mode(tls_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 }
 
 static int ctl_listen(const char *path)
@@ -1215,11 +1333,14 @@ int main(int argc, char **argv)
 		{ "stats", required_argument, NULL, 's' },
 		{ "log", required_argument, NULL, 'l' },
 		{ "timeout", required_argument, NULL, 't' },
+		{ "tls-cert", required_argument, NULL, 'C' },
+		{ "tls-key", required_argument, NULL, 'K' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	static struct item sigit = { .kind = K_SIGNAL };
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &sigit };
+	const char *tls_cert = NULL, *tls_key = NULL;
 	struct rlimit rl;
 	sigset_t mask;
 	bool running = true;
@@ -1253,6 +1374,12 @@ int main(int argc, char **argv)
 		case 't':
 			idle_timeout_ms = parse_uint("-", "--timeout", optarg) * 1000;
 			break;
+		case 'C':
+			tls_cert = optarg;
+			break;
+		case 'K':
+			tls_key = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -1266,6 +1393,12 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (!tls_cert != !tls_key) {
+		fprintf(stderr, "mxsim: --tls-cert and --tls-key go together\n");
+		return 2;
+	}
+	if (tls_cert)
+		tls_setup(tls_cert, tls_key);
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
