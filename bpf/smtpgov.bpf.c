@@ -416,6 +416,14 @@ static __always_inline int govern(struct bpf_sock_addr *ctx, __u32 gid,
 		total = &cnt->live;
 	}
 	from_room = s->room_mark && sk->mark == s->room_mark;
+	/* Others wait for this pool already: join them, under cap or not.
+	 * First come, first served, and the waiting room sees every session
+	 * opened while its pool is contended (it can end one left idle in the
+	 * MTA's connection cache). */
+	if (!from_room && grp->verdict == SG_VERDICT_QUEUE && s->mode != SG_MODE_DRY_RUN &&
+	    (grp->flags & SG_GROUP_PER_SOURCE ? cnt->waiting : grp->waiting) &&
+	    (to_port = room_port(ctx, s, grp, &netns)))
+		return enqueue(ctx, &cookie, grp, gid, s, family, addr, port, &src, to_port, netns);
 	/* Reserve, decide (include/smtpgov.h), apply. */
 	old = __sync_fetch_and_add(pool, 1);
 	out = sg_decide(old, grp->cap, s->mode, grp->verdict, from_room, -1);

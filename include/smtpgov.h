@@ -124,6 +124,7 @@ struct sg_group {
 	__u32 wait_p50_ms;      /* queue time percentiles of recent admissions */
 	__u32 wait_p90_ms;
 	__u32 wait_p99_ms;
+	__u64 idle_closed;      /* relayed sessions ended idle for a waiter (idle_close) */
 };
 
 /*
@@ -132,7 +133,7 @@ struct sg_group {
  * pinned instance only if its settings say this ABI (and are this size);
  * anything else is another smtpgov's, which `smtpgov unload` removes.
  */
-#define SG_ABI_VERSION    1
+#define SG_ABI_VERSION    2
 
 /* `settings`: BPF_MAP_TYPE_ARRAY, one entry at key 0. */
 struct sg_settings {
@@ -299,7 +300,7 @@ struct sg_feedback {
  * The shared structs' sizes: both compilers must agree, and a change here
  * is a change of SG_ABI_VERSION.
  */
-_Static_assert(sizeof(struct sg_group) == 128, "struct sg_group: ABI change");
+_Static_assert(sizeof(struct sg_group) == 136, "struct sg_group: ABI change");
 _Static_assert(sizeof(struct sg_settings) == 56, "struct sg_settings: ABI change");
 _Static_assert(sizeof(struct sg_srccount) == 16, "struct sg_srccount: ABI change");
 _Static_assert(sizeof(struct sg_source_alloc) == 16, "struct sg_source_alloc: ABI change");

@@ -179,13 +179,14 @@ int sg_status_print(FILE *fp, struct sg_kernel *k, bool json)
 				"\"verdict\":\"%s\",\"events_dropped\":%llu,\"waiting\":%u,"
 				"\"queue_max\":%u,\"queued\":%llu,\"queue_timeouts\":%llu,"
 				"\"wait_oldest_ms\":%u,\"wait_p50_ms\":%u,\"wait_p90_ms\":%u,"
-				"\"wait_p99_ms\":%u",
+				"\"wait_p99_ms\":%u,\"idle_closed\":%llu",
 				active ? "true" : "false", g->cap, g->min_cap, g->max_cap, live,
 				(unsigned long long)g->admitted, (unsigned long long)g->refused,
 				n4[i], n6[i], sg_verdict_name(g->verdict),
 				(unsigned long long)g->events_dropped, g->waiting, g->queue_max,
 				(unsigned long long)g->queued, (unsigned long long)g->queue_timeouts,
-				g->wait_oldest_ms, g->wait_p50_ms, g->wait_p90_ms, g->wait_p99_ms);
+				g->wait_oldest_ms, g->wait_p50_ms, g->wait_p90_ms, g->wait_p99_ms,
+				(unsigned long long)g->idle_closed);
 			fprintf(fp, ",\"per_source\":%s", g->flags & SG_GROUP_PER_SOURCE ? "true" : "false");
 			sources_print(fp, k, i, src, nsrc, true);
 			feedback_print(fp, k, i, true);
@@ -199,10 +200,11 @@ int sg_status_print(FILE *fp, struct sg_kernel *k, bool json)
 				fprintf(fp, " (no waiting room open: over cap is refused)");
 			else if (g->verdict == SG_VERDICT_QUEUE)
 				fprintf(fp, " (waiting %u, oldest %u ms; queued %llu, timeouts %llu; "
-					"wait p50/p90/p99 %u/%u/%u ms)", g->waiting, g->wait_oldest_ms,
-					(unsigned long long)g->queued,
+					"wait p50/p90/p99 %u/%u/%u ms; idle sessions closed %llu)",
+					g->waiting, g->wait_oldest_ms, (unsigned long long)g->queued,
 					(unsigned long long)g->queue_timeouts, g->wait_p50_ms,
-					g->wait_p90_ms, g->wait_p99_ms);
+					g->wait_p90_ms, g->wait_p99_ms,
+					(unsigned long long)g->idle_closed);
 			fprintf(fp, "%s%s\n", active ? "" : " (removed from config)",
 				g->flags & SG_GROUP_PER_SOURCE ? "" : " (one cap for all sources)");
 			sources_print(fp, k, i, src, nsrc, false);

@@ -23,6 +23,7 @@ enum section { S_GLOBAL, S_GROUP, S_RULE };
 enum ktype {
 	K_UINT,      /* uint32_t within [min, max] */
 	K_DUR,       /* uint32_t seconds, Postfix-style units */
+	K_MSEC,      /* uint32_t milliseconds: "250ms" or K_DUR's forms */
 	K_FRACTION,  /* double within (0, 1) */
 	K_PORTS,     /* global ports list */
 	K_BOOL,
@@ -64,6 +65,7 @@ static const struct key keys[] = {
 	{ S_GLOBAL, "retry_timeout", K_DUR, G(retry_timeout), 1, 3600 },
 	{ S_GLOBAL, "max_sources", K_UINT, G(max_sources), 1, SG_MAX_SOURCES - 1 },
 	{ S_GLOBAL, "room_max", K_UINT,   G(room_max), 1, 1000000 },
+	{ S_GLOBAL, "idle_close", K_MSEC, G(idle_close), 0, 3600 * 1000 },
 
 	{ S_GROUP, "ranges",            K_RANGES,      0,                      0, 0 },
 	{ S_GROUP, "ranges_file",       K_RANGES_FILE, 0,                      0, 0 },
@@ -79,6 +81,7 @@ static const struct key keys[] = {
 	{ S_GROUP, "queue_max",         K_UINT,     GR(queue_max),         0, 100000 },
 	{ S_GROUP, "queue_wait",        K_DUR,      GR(queue_wait),        1, 3600 },
 	{ S_GROUP, "per_source",        K_BOOL,     GR(per_source),        0, 0 },
+	{ S_GROUP, "idle_close",        K_MSEC,     GR(idle_close),        0, 3600 * 1000 },
 
 	{ S_RULE, "group",  K_GROUPREF, R(group),  0, 0 },
 	{ S_RULE, "dsn",    K_DSN,      R(dsn),    0, 0 },
@@ -169,6 +172,33 @@ static int parse_uint(const char *s, unsigned long *out)
 	errno = 0;
 	*out = strtoul(s, &end, 10);
 	return *end || errno ? -EINVAL : 0;
+}
+
+int sg_parse_duration_ms(const char *s, uint32_t *out)
+{
+	size_t n = strlen(s);
+	uint32_t v;
+	int r;
+
+	if (n > 2 && !strcmp(s + n - 2, "ms")) {
+		char digits[16];
+		unsigned long ms;
+
+		if (n - 2 >= sizeof(digits))
+			return -EINVAL;
+		memcpy(digits, s, n - 2);
+		digits[n - 2] = '\0';
+		if (parse_uint(digits, &ms) || ms > UINT32_MAX)
+			return -EINVAL;
+		*out = (uint32_t)ms;
+		return 0;
+	}
+	if ((r = sg_parse_duration(s, &v)))
+		return r;
+	if (v > UINT32_MAX / 1000)
+		return -ERANGE;
+	*out = v * 1000;
+	return 0;
 }
 
 static bool valid_name(const char *s)
@@ -264,7 +294,8 @@ static int add_ranges_file(struct parse *p, struct fgroup *f, const char *file)
 	return r;
 }
 
-static void group_defaults(struct sg_group_conf *g, const char *name, uint32_t verdict)
+/* A group's defaults; verdict and idle_close come from [global]. */
+static void group_defaults(struct sg_group_conf *g, const char *name, const struct sg_config *cfg)
 {
 	memset(g, 0, sizeof(*g));
 	snprintf(g->name, sizeof(g->name), "%s", name);
@@ -276,10 +307,11 @@ static void group_defaults(struct sg_group_conf *g, const char *name, uint32_t v
 	g->increase_after = 50;
 	g->increase_interval = 10 * 60;
 	g->pause = 15 * 60;
-	g->verdict = verdict;
+	g->verdict = cfg->verdict;
 	g->queue_max = 1000;
 	g->per_source = true;
 	g->queue_wait = 120;
+	g->idle_close = cfg->idle_close;
 }
 
 /* A new [section]: set p->sec, p->obj and p->set for the keys that follow. */
@@ -312,7 +344,7 @@ static int enter_section(struct parse *p, const char *section)
 			return -E2BIG;
 		}
 		struct fgroup *f = &p->fg[p->nfg++];
-		group_defaults(&f->g, name, p->cfg->verdict);
+		group_defaults(&f->g, name, p->cfg);
 		p->sec = S_GROUP;
 		p->obj = &f->g;
 		p->set = f->set;
@@ -358,6 +390,14 @@ static int set_value(struct parse *p, const struct key *k, const char *v)
 		uint32_t d;
 
 		if (sg_parse_duration(v, &d) || d < k->min || d > k->max)
+			goto range;
+		*(uint32_t *)field = d;
+		return 0;
+	}
+	case K_MSEC: {
+		uint32_t d;
+
+		if (sg_parse_duration_ms(v, &d) || d < k->min || d > k->max)
 			goto range;
 		*(uint32_t *)field = d;
 		return 0;
@@ -580,6 +620,17 @@ static int prescan(FILE *fp, char *err, size_t errlen, const char *path)
 }
 
 /* Copy the keys a file section set over a built-in group. */
+/* The [global] key a [group] key of the same name inherits from, or NULL. */
+static const struct key *global_twin(const struct key *k)
+{
+	if (k->section != S_GROUP)
+		return NULL;
+	for (size_t i = 0; i < NKEYS; i++)
+		if (keys[i].section == S_GLOBAL && !strcmp(keys[i].name, k->name))
+			return &keys[i];
+	return NULL;
+}
+
 static void overlay(struct sg_group_conf *dst, const struct fgroup *f)
 {
 	for (size_t i = 0; i < NKEYS; i++) {
@@ -633,7 +684,7 @@ static int merge(struct parse *p)
 			struct fgroup *f = NULL;
 			int gi = (int)cfg->ngroups;
 
-			group_defaults(&g, bi->name, cfg->verdict);
+			group_defaults(&g, bi->name, cfg);
 			g.builtin = true;
 			g.cap = bi->cap;
 			g.min_cap = bi->min_cap;
@@ -662,10 +713,15 @@ static int merge(struct parse *p)
 
 		if (used[i])
 			continue;
-		/* [global] verdict may come after the group: inherit the final one. */
-		for (size_t k = 0; k < NKEYS; k++)
-			if (keys[k].section == S_GROUP && keys[k].type == K_VERDICT && !p->fg[i].set[k])
-				p->fg[i].g.verdict = cfg->verdict;
+		/* [global] verdict and idle_close may come after the group:
+		 * a group that sets none inherits the final one. */
+		for (size_t k = 0; k < NKEYS; k++) {
+			const struct key *gk = global_twin(&keys[k]);
+
+			if (gk && !p->fg[i].set[k])
+				memcpy((char *)&p->fg[i].g + keys[k].off, (char *)cfg + gk->off,
+				       sizeof(uint32_t));
+		}
 		if ((r = add_group(cfg, &p->fg[i].g))) {
 			snprintf(p->err, p->errlen, "more than %d groups", SG_MAX_GROUPS);
 			return r;
@@ -760,6 +816,7 @@ static void defaults(struct sg_config *cfg)
 	cfg->retry_delay = 1;
 	cfg->retry_timeout = 30;
 	cfg->max_sources = SG_DEFAULT_SOURCES;
+	cfg->idle_close = SG_IDLE_CLOSE_DEFAULT;
 }
 
 int sg_config_load(struct sg_config *cfg, const char *path, char *err, size_t errlen)

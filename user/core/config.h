@@ -42,6 +42,8 @@ struct sg_group_conf {
 	uint32_t queue_max;      /* waiters held at most (queue verdict) */
 	uint32_t queue_wait;     /* s: longest wait in the waiting room */
 	bool per_source;         /* the cap applies to each sending address */
+	uint32_t idle_close;     /* ms: end a relayed session idle this long
+	                          * while others wait (0 = never) */
 	size_t nranges4, nranges6;
 };
 
@@ -70,6 +72,7 @@ struct sg_config {
 	uint32_t room_max;       /* connections the waiting room holds at once
 	                          * (held and relaying); 0: sum of queue_max +
 	                          * max_cap over the groups that queue */
+	uint32_t idle_close;     /* ms: the default of groups that set none */
 	struct sg_group_conf groups[SG_MAX_GROUPS];
 	unsigned ngroups;
 	struct sg_rule rules[SG_MAX_RULES];
@@ -90,6 +93,11 @@ int sg_config_group(const struct sg_config *cfg, const char *name);
 
 /* "30s", "15m", "4h", "1d" or a bare number of seconds. */
 int sg_parse_duration(const char *s, uint32_t *out);
+/* The same in milliseconds, and "250ms" too. */
+int sg_parse_duration_ms(const char *s, uint32_t *out);
+
+/* Default idle_close (ms): see README, "Idle sessions". */
+#define SG_IDLE_CLOSE_DEFAULT 200
 
 const char *sg_class_name(int class);
 const char *sg_action_name(int action);

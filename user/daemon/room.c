@@ -2,7 +2,9 @@
 /*
  * The waiting room (see room.h): one epoll loop, no thread per connection.
  * A held connection is a `struct conn`; it moves WAITING -> CONNECTING ->
- * RELAYING and is freed when both directions are finished.
+ * RELAYING and is freed when both directions are finished, or, ended idle
+ * for a waiting one (end_idle), goes through CLOSING while the provider
+ * ends its side.
  */
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -29,10 +31,11 @@
 #include "room.h"
 #include "waitq.h"
 
-#define TICK_MS 100
+#define TICK_MS 50
 #define ADMISSIONS 256
+#define CLOSE_WAIT_MS 2000     /* longest wait for the provider's EOF after end_idle */
 
-enum state { WAITING, CONNECTING, RELAYING };
+enum state { WAITING, CONNECTING, RELAYING, CLOSING };
 
 struct conn {
 	struct sg_waiter w;    /* first: in its (group, source) queue while WAITING */
@@ -47,6 +50,8 @@ struct conn {
 	struct sg_door *door;  /* came through it: its namespace is the client's */
 	char stored[SG_FDNAME_LEN]; /* its name in the fd store, or "" */
 	bool taken;            /* a relay the previous daemon left */
+	struct conn *rprev, *rnext; /* in the room's relays while RELAYING or CLOSING */
+	uint64_t close_by;     /* CLOSING: when to stop waiting for the provider */
 };
 
 /* A group's queues, one FIFO per source (a slot freed for a source admits
@@ -56,6 +61,8 @@ struct gqueues {
 	uint32_t n;                 /* waiting in all its queues */
 	uint32_t nslots;            /* queues used: q[0..nslots) */
 	struct sg_waittimes times;  /* recent queue times */
+	uint32_t closing[SG_MAX_SOURCES]; /* sessions of each queue's source ending */
+	uint32_t nclosing;          /* all of them */
 };
 
 /* An upstream connect the room made: where to and when (wall clock). */
@@ -88,16 +95,15 @@ struct sg_room {
 	char cgroup[PATH_MAX];      /* our own governed cgroup, "" if none made */
 	char parent[PATH_MAX];
 	struct gqueues *gq;         /* SG_MAX_GROUPS of them */
+	struct conn *relays;        /* RELAYING and CLOSING connections (not taken ones) */
 	uint32_t wait_s[SG_MAX_GROUPS];
+	uint32_t idle_ms[SG_MAX_GROUPS]; /* idle_close: 0 = never */
 	char name[SG_MAX_GROUPS][SG_NAME_LEN + 1];
 };
 
 static uint64_t now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return sg_relay_now_ms();
 }
 
 static int64_t wall_ms(void)
@@ -211,17 +217,48 @@ static void set_accepting(struct sg_room *r, bool on)
 	sg_doors_accepting(r->doors, on);
 }
 
+/* A relay ends (or is ending): out of the store, or its copies there
+ * would keep its sockets open. */
+static void unstore_relay(struct conn *c)
+{
+	char cn[SG_FDNAME_LEN], un[SG_FDNAME_LEN];
+
+	if (!c->stored[0] || c->state == WAITING)
+		return;
+	relay_names(c, cn, un);
+	sg_fdstore_drop(cn);
+	sg_fdstore_drop(un);
+	c->stored[0] = '\0';
+}
+
+static void relays_add(struct conn *c)
+{
+	struct sg_room *r = c->owner;
+
+	c->rprev = NULL;
+	c->rnext = r->relays;
+	if (r->relays)
+		r->relays->rprev = c;
+	r->relays = c;
+}
+
 static void conn_free(struct conn *c)
 {
 	struct sg_room *r = c->owner;
 
-	if (c->stored[0] && c->state != WAITING) {   /* a relay ends: out of the store */
-		char cn[SG_FDNAME_LEN], un[SG_FDNAME_LEN];
-
-		relay_names(c, cn, un);
-		sg_fdstore_drop(cn);
-		sg_fdstore_drop(un);
+	if ((c->state == RELAYING || c->state == CLOSING) && !c->taken) {
+		if (c->rprev)
+			c->rprev->rnext = c->rnext;
+		else
+			r->relays = c->rnext;
+		if (c->rnext)
+			c->rnext->rprev = c->rprev;
 	}
+	if (c->state == CLOSING) {
+		r->gq[c->group].closing[c->qslot]--;
+		r->gq[c->group].nclosing--;
+	}
+	unstore_relay(c);
 	if (c->taken && !--c->owner->taken_relays)
 		drop_old_links(c->owner);
 	sg_relay_close(&c->io);
@@ -308,12 +345,74 @@ static int on_upstream(void *arg, uint32_t events)
 			return 0;
 		}
 		c->state = RELAYING;
+		relays_add(c);
 		sg_relay_arm(&c->io);
+		return 0;
+	}
+	if (c->state == CLOSING) {
+		if (sg_relay_drain(&c->io))
+			conn_free(c);
 		return 0;
 	}
 	if (sg_relay_event(&c->io, events, false))
 		conn_free(c);
 	return 0;
+}
+
+/*
+ * End an idle relayed session for a waiting connection (sg_relay_end_idle
+ * says how); its slot comes back when the provider has closed its side, or
+ * after CLOSE_WAIT_MS. docs/design.md: idle sessions.
+ */
+static void end_idle(struct conn *c)
+{
+	struct sg_room *r = c->owner;
+	struct gqueues *gq = &r->gq[c->group];
+
+	unstore_relay(c);
+	pr_debug("waiting room: ended an idle %s session of %s for a waiting one",
+		 c->io.tls ? "TLS" : "plaintext", r->name[c->group]);
+	sg_relay_end_idle(&c->io);
+	c->state = CLOSING;
+	c->close_by = now_ms() + CLOSE_WAIT_MS;
+	gq->closing[c->qslot]++;
+	gq->nclosing++;
+	sg_kernel_queue_idle_closed(r->k, c->group);
+}
+
+/*
+ * While connections wait in a queue: end as many idle relayed sessions of
+ * its group and source as it has waiters without a slot on its way (each
+ * session ending frees one), longest idle first. Also lets go of endings
+ * that outlived CLOSE_WAIT_MS.
+ */
+static void reap(struct sg_room *r, uint64_t now)
+{
+	struct conn *c, *next;
+
+	for (c = r->relays; c; c = next) {
+		next = c->rnext;
+		if (c->state == CLOSING && now >= c->close_by)
+			conn_free(c);
+	}
+	for (int g = 0; g < SG_MAX_GROUPS; g++) {
+		struct gqueues *gq = &r->gq[g];
+
+		for (uint32_t i = 0; r->idle_ms[g] && gq->n && i < gq->nslots; i++) {
+			while (gq->q[i].n > gq->closing[i]) {
+				struct conn *oldest = NULL;
+
+				for (c = r->relays; c; c = c->rnext)
+					if (c->group == g && c->qslot == i && c->state == RELAYING &&
+					    sg_relay_idle(&c->io, now, r->idle_ms[g]) &&
+					    (!oldest || c->io.last_ms < oldest->io.last_ms))
+						oldest = c;
+				if (!oldest)
+					break;
+				end_idle(oldest);
+			}
+		}
+	}
 }
 
 /*
@@ -433,7 +532,8 @@ static void set_ticking(struct sg_room *r)
 
 	/* Tick while anybody waits, here or on the way (the kernel's count). */
 	for (int g = 0; g < SG_MAX_GROUPS && !want; g++)
-		want = r->gq[g].n > 0 || sg_kernel_queue_waiting(r->k, g);
+		want = r->gq[g].n > 0 || r->gq[g].nclosing > 0 ||
+		       sg_kernel_queue_waiting(r->k, g);
 	if (want == r->ticking)
 		return;
 	if (want)
@@ -469,7 +569,8 @@ static void repair(struct sg_room *r, int g, bool idle)
 }
 
 /* While anybody waits: expire, admit (a cap may have been raised), accept
- * again if we had to stop, and repair `waiting`. */
+ * again if we had to stop, repair `waiting`, and end idle sessions that
+ * waiters need. */
 static int on_tick(void *arg, uint32_t events)
 {
 	struct sg_room *r = arg;
@@ -482,6 +583,7 @@ static int on_tick(void *arg, uint32_t events)
 	if (r->paused && r->nconns < r->room_max)
 		set_accepting(r, true);
 	idle = !r->paused && !sg_doors_backlog(r->doors);
+	reap(r, now);
 	for (int g = 0; g < SG_MAX_GROUPS; g++) {
 		struct gqueues *gq = &r->gq[g];
 
@@ -809,6 +911,7 @@ static void on_accept(void *arg, struct sg_door *d)
 			admit(r, c->group, c->qslot);
 		}
 	}
+	reap(r, now_ms());
 	set_ticking(r);
 }
 
@@ -931,6 +1034,7 @@ int sg_room_start(struct sg_room **out, struct sg_kernel *k, const struct sg_con
 		int ci = sg_config_group(cfg, r->name[g]);
 
 		r->wait_s[g] = ci >= 0 ? cfg->groups[ci].queue_wait : 120;
+		r->idle_ms[g] = ci >= 0 ? cfg->groups[ci].idle_close : 0;
 	}
 	sg_kernel_sources_waiting_clear(k);
 	if ((ret = govern_self(r)))

@@ -830,6 +830,11 @@ void sg_kernel_queue_timeout(struct sg_kernel *k, int g)
 	__atomic_fetch_add(&sg_group_w(k, g)->queue_timeouts, 1, __ATOMIC_RELAXED);
 }
 
+void sg_kernel_queue_idle_closed(struct sg_kernel *k, int g)
+{
+	__atomic_fetch_add(&sg_group_w(k, g)->idle_closed, 1, __ATOMIC_RELAXED);
+}
+
 uint32_t sg_kernel_queue_waiting(const struct sg_kernel *k, int g)
 {
 	return __atomic_load_n(&k->groups[g].waiting, __ATOMIC_ACQUIRE);

@@ -158,6 +158,8 @@ void sg_kernel_queue_oldest(struct sg_kernel *k, int g, uint32_t oldest_ms);
 void sg_kernel_queue_percentiles(struct sg_kernel *k, int g, uint32_t p50, uint32_t p90,
 				 uint32_t p99);
 void sg_kernel_queue_timeout(struct sg_kernel *k, int g);
+/* A relayed session ended idle for a waiting one (idle_closed). */
+void sg_kernel_queue_idle_closed(struct sg_kernel *k, int g);
 uint32_t sg_kernel_queue_waiting(const struct sg_kernel *k, int g);
 void sg_kernel_queue_give_back(struct sg_kernel *k, int g);
 /* Give back every place if `waiting` still is `seen` (places never claimed). */
