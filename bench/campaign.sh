@@ -14,7 +14,9 @@
 # learning from cap 10; oracle static cap 3 (refuse, queue) - with short
 # retry timings (queue_run_delay = minimal_backoff_time = 2s), then the key
 # rows with Postfix's default retry timings (300s), the queue rows with
-# smtp_connection_cache_on_demand = no and yes. Last, the "greeting" world
+# smtp_connection_cache_on_demand = no and yes, then the oracle queue with
+# Postfix's connection cache on, with and without smtpgov's idle_close, in
+# plaintext and with STARTTLS to the simulator. Last, the "greeting" world
 # (lib.sh greeting_provider): a provider allowing 2 sessions that answers
 # the rest at the greeting, Postfix on its defaults but the short timings,
 # smtpgov with one group on the defaults (cap 8), killed midway.
@@ -34,18 +36,21 @@ trap 'rm -f "$RESULTS"' EXIT
 # ask Postfix to retry a message deferred by a concurrency reply at once
 # (the outlook group of sg_sim_conf stays idle here)
 sg_conf() {
-	local extra=()
+	local extra=() more=
 
 	[ "${5:-}" = retry ] && extra=("retry_command = postqueue -c $PF_CONF -i %q")
-	sg_sim_conf "$1" "$(printf 'cap = %s\nmin_cap = %s\nmax_cap = %s\ndecrease = 0.5\ncooldown = 3s\nincrease_after = 20\nincrease_interval = 8s\nqueue_wait = 120s' "$2" "$3" "$4")" \
+	[ -n "${6:-}" ] && more=$'\n'"${6%%=*} = ${6#*=}"
+	sg_sim_conf "$1" "$(printf 'cap = %s\nmin_cap = %s\nmax_cap = %s\ndecrease = 0.5\ncooldown = 3s\nincrease_after = 20\nincrease_interval = 8s\nqueue_wait = 120s' "$2" "$3" "$4")$more" \
 		"cap = 2" "${extra[@]}"
 }
 
 # run NAME GOVERNOR POSTFIX_SETTINGS...: GOVERNOR is none,
-# VERDICT:CAP:MIN:MAX[:retry], or user:CAP[:kill] (sg_user_conf: one group on
-# the defaults; kill: SIGKILL and a new load once half the mail arrived).
-# WORLD=greeting runs against greeting_provider instead of the gmail
-# persona. Appends one tab-separated result line to RESULTS.
+# VERDICT:CAP:MIN:MAX[:retry][:KEY=VALUE] (one more key of the group), or
+# user:CAP[:kill] (sg_user_conf: one group on the defaults; kill: SIGKILL
+# and a new load once half the mail arrived). WORLD=greeting runs against
+# greeting_provider instead of the gmail persona. With
+# smtp_tls_security_level=may among the settings the simulator offers
+# STARTTLS. Appends one tab-separated result line to RESULTS.
 run() {
 	local name=$1 gov=$2 P=gmail
 	shift 2
@@ -54,18 +59,20 @@ run() {
 		return 0
 	fi
 	(
-		local t0 t_all=- delivered refused=- p50=- p99=- learned=- v cap min max rt killed=
+		local t0 t_all=- delivered refused=- p50=- p99=- learned=- idle=- v cap min max rt kv killed=
+		local sessions tls expired full
 		e2e_init
+		[[ " $* " == *" smtp_tls_security_level=may "* ]] && mx_tls_cert
 		# shellcheck disable=SC2068
 		pf_create $@
 		if [ $P = corp ]; then
 			greeting_provider
 		else
-			mx_start --persona "gmail:127.0.10.1-127.0.10.40:2525:limit=$LIMIT:stage=rcpt:greet_delay=150:data_delay=100"
+			mx_start "${MX_TLS[@]}" --persona "gmail:127.0.10.1-127.0.10.40:2525:limit=$LIMIT:stage=rcpt:greet_delay=150:data_delay=100"
 			pf_route_range gmail $DOMAINS 127.0.10 1 40 2525
 		fi
 		if [ "$gov" != none ]; then
-			IFS=: read -r v cap min max rt <<<"$gov"
+			IFS=: read -r v cap min max rt kv <<<"$gov"
 			sg_init bench
 			if [ "$v" = user ]; then
 				sg_user_conf "$cap"
@@ -74,7 +81,7 @@ run() {
 				sg_user_conf "$cap"
 				printf 'min_cap = %s\nmax_cap = %s\nverdict = %s\n' "$min" "$max" "$v" >>"$SG_CONF"
 			else
-				sg_conf "$v" "$cap" "$min" "$max" "$rt"
+				sg_conf "$v" "$cap" "$min" "$max" "$rt" "$kv"
 			fi
 			sg_start
 			pf_start "$SG_CG"
@@ -103,15 +110,18 @@ run() {
 			refused=$(sg_stat $P refused)
 			learned=$(sg_stat $P cap)
 			case $v in queue)
-				p50=$(sg_stat $P wait_p50_ms) p99=$(sg_stat $P wait_p99_ms) ;;
+				p50=$(sg_stat $P wait_p50_ms) p99=$(sg_stat $P wait_p99_ms)
+				idle=$(sg_stat $P idle_closed) ;;
 			esac
 		fi
-		printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" \
+		read -r sessions tls expired full < <(mx_sessions $LIMIT)
+		printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" \
 			"$(mx_stat "s['personas']['$P']['throttled']")" "$delivered" \
 			"$([ "$t_all" = - ] && echo "- ($delivered by ${DEADLINE} s)" || awk -v t="$t_all" 'BEGIN { printf "%.1f s", t / 1000 }')" \
 			"$refused" "$(pf_log_count 'delivery temporarily suspended')" \
 			"$(pf_log_count 'status=deferred')" "$p50" "$p99" \
-			"$(mx_stat "s['personas']['$P']['peak']")" "$learned" >>"$RESULTS"
+			"$(mx_stat "s['personas']['$P']['peak']")" "$learned" \
+			"$sessions ($tls)" "$idle" "$expired / $full" >>"$RESULTS"
 		note "$name: $(tail -n 1 "$RESULTS")"
 	) || echo -e "$name\tFAILED (see above)" >>"$RESULTS"
 }
@@ -131,6 +141,11 @@ run "default timings: smtpgov queue, learning, cache_on_demand=no, retry_command
 run "default timings: smtpgov queue, from cap 2, cache_on_demand=no, retry_command" queue:2:1:10:retry $DEFAULT smtp_connection_cache_on_demand=no
 run "default timings: oracle queue, cache_on_demand=no" queue:3:3:3 $DEFAULT smtp_connection_cache_on_demand=no
 run "default timings: oracle queue, cache_on_demand=yes" queue:3:3:3 $DEFAULT smtp_connection_cache_on_demand=yes
+run "default timings: oracle queue, cache_on_demand=yes, idle_close=0" queue:3:3:3::idle_close=0 $DEFAULT smtp_connection_cache_on_demand=yes
+run "default timings: oracle queue, TLS, cache_on_demand=no" queue:3:3:3 $DEFAULT smtp_tls_security_level=may smtp_connection_cache_on_demand=no
+run "default timings: oracle queue, TLS, cache_on_demand=yes" queue:3:3:3 $DEFAULT smtp_tls_security_level=may smtp_connection_cache_on_demand=yes
+run "default timings: oracle queue, TLS, cache_on_demand=yes, smtp_tls_connection_reuse=yes" queue:3:3:3 $DEFAULT smtp_tls_security_level=may smtp_connection_cache_on_demand=yes smtp_tls_connection_reuse=yes
+run "default timings: oracle queue, TLS, cache_on_demand=yes, smtp_tls_connection_reuse=yes, idle_close=0" queue:3:3:3::idle_close=0 $DEFAULT smtp_tls_security_level=may smtp_connection_cache_on_demand=yes smtp_tls_connection_reuse=yes
 WORLD=greeting run "greeting 421s (limit 2): Postfix alone" none $SHORT
 WORLD=greeting run "greeting 421s (limit 2): smtpgov, one group on the defaults, cap 8, killed midway" user:8:kill $SHORT
 WORLD=greeting run "greeting 421s (limit 2): oracle queue, static cap 2" queue:2:2:2 $SHORT
@@ -138,14 +153,14 @@ WORLD=greeting run "greeting 421s (limit 2): oracle queue, static cap 2" queue:2
 echo
 echo "Campaign: $MSGS messages to $DOMAINS domains of one provider allowing $LIMIT sessions per client IP (mxsim gmail persona, 421-4.4.5 at RCPT; the greeting rows: 2 sessions, 421 4.7.0 at the greeting); deadline $DEADLINE s per run; short timings: $SHORT; default timings: $DEFAULT; Postfix $(postconf -d -h mail_version), kernel $(uname -r), $(nproc) CPUs; total $((SECONDS - T0)) s."
 echo
-echo "| run | throttle replies received | delivered | time to deliver all | refused by smtpgov | \"delivery temporarily suspended\" lines | deferred lines | wait p50 / p99 (ms) | peak sessions | cap at end |"
-echo "|---|---|---|---|---|---|---|---|---|---|"
-while IFS=$'\t' read -r name thr del t ref susp defer p50 p99 peak cap; do
+echo "| run | throttle replies received | delivered | time to deliver all | refused by smtpgov | \"delivery temporarily suspended\" lines | deferred lines | wait p50 / p99 (ms) | peak sessions | cap at end | sessions (TLS) | idle sessions ended by smtpgov | idle slot-s left to the cache / s at the limit |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+while IFS=$'\t' read -r name thr del t ref susp defer p50 p99 peak cap sess idle expired; do
 	if [ "$thr" = "FAILED (see above)" ]; then
-		echo "| $name | FAILED |||||||||"
+		echo "| $name | FAILED ||||||||||||"
 		continue
 	fi
 	w=-
 	[ "$p50" != - ] && w="$p50 / $p99"
-	echo "| $name | $thr | $del/$MSGS | $t | $ref | $susp | $defer | $w | $peak | $cap |"
+	echo "| $name | $thr | $del/$MSGS | $t | $ref | $susp | $defer | $w | $peak | $cap | $sess | $idle | $expired |"
 done <"$RESULTS"

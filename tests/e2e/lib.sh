@@ -27,6 +27,7 @@ MX_PID=           # the running mxsim
 MX_CTL=           # its control socket
 MX_STATS=         # its --stats file
 MX_LOG=           # its --log file
+MX_TLS=()         # mxsim's STARTTLS options, set by mx_tls_cert
 SMTPGOV=${SMTPGOV:-$E2E_ROOT/build/smtpgov}
 SG_PIN=           # smtpgov pin dir (/sys/fs/bpf/smtpgov-test-...), set by sg_init
 SG_CG=            # the MTA's test cgroup (Postfix runs in it, smtpgov governs it)
@@ -137,6 +138,61 @@ mx_start() {
 	cat "$E2E_DIR/mxsim.stderr" >&2
 	MX_PID=
 	fail "mxsim did not start: $*"
+}
+
+# mx_tls_cert: makes a self-signed certificate and key in E2E_DIR and sets
+# MX_TLS (--tls-cert FILE --tls-key FILE) for mx_start "${MX_TLS[@]}" ...:
+# mxsim then offers STARTTLS (Postfix: smtp_tls_security_level = may).
+mx_tls_cert() {
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+		-subj /CN=mx.sim -keyout "$E2E_DIR/mx-key.pem" -out "$E2E_DIR/mx-cert.pem" \
+		2>>"$E2E_DIR/openssl.log" || fail "openssl req: $(tail -n 1 "$E2E_DIR/openssl.log")"
+	MX_TLS=(--tls-cert "$E2E_DIR/mx-cert.pem" --tls-key "$E2E_DIR/mx-key.pem")
+}
+
+# mx_sessions [LIMIT]: from mxsim's event log, prints "SESSIONS TLS EXPIRED
+# FULL": sessions opened, how many went on inside TLS, and how much the
+# idle sessions that nobody ended cost: the slot-seconds (3 decimals) that
+# sessions ended by a bare close after more than 0.5 s without a delivery
+# (Postfix's connection cache expiring them; smtpgov's idle close and
+# Postfix's own ending send QUIT) spent idle while the provider had LIMIT
+# (default 3) or more sessions open, and FULL, the seconds it had them.
+mx_sessions() {
+	python3 - "$MX_LOG" "${1:-3}" <<'PY'
+import re, sys
+from datetime import datetime
+ev = []
+for l in open(sys.argv[1]):
+    m = re.match(r"(\S+)Z \S+ \S+ s=(\d+) (\S+)(.*)", l)
+    if m:
+        t = datetime.fromisoformat(m.group(1)).timestamp()
+        ev.append((t, int(m.group(2)), m.group(3), m.group(4).strip()))
+ev.sort(key=lambda e: e[0])
+limit = int(sys.argv[2])
+last, tls, ends, full = {}, set(), [], []
+cur, since = 0, None
+for t, s, kind, rest in ev:
+    if kind == "connect":
+        last[s] = t
+        cur += 1
+        if cur >= limit and since is None:
+            since = t
+    elif kind == "accept" and s in last:
+        last[s] = t
+    elif kind == "tls":
+        tls.add(s)
+    elif kind == "close" and s in last:
+        cur -= 1
+        if cur < limit and since is not None:
+            full.append((since, t))
+            since = None
+        if rest == "client closed" and t - last[s] > 0.5:
+            ends.append((last[s], t))
+if since is not None and ev:
+    full.append((since, ev[-1][0]))
+idle = sum(max(0.0, min(b, y) - max(a, x)) for a, b in ends for x, y in full)
+print(len(last), len(tls), "%.3f" % idle, "%.3f" % sum(y - x for x, y in full))
+PY
 }
 
 # mx_stop: SIGTERM to mxsim (it writes MX_STATS on the way out), waits up to
@@ -285,9 +341,11 @@ bounce_queue_lifetime = 1d
 delay_warning_time = 0
 EOF
 	# Debian's master.cf with chroot off (a chroot needs copies of /etc
-	# files in the spool) and the smtp inet listener commented out.
+	# files in the spool), the smtp inet listener commented out and the
+	# tlsproxy service on (smtp_tls_connection_reuse = yes needs it).
 	awk '
 		/^smtp[ \t]+inet[ \t]/ { print "#" $0; next }
+		/^#tlsproxy[ \t]/ { sub(/^#/, "") }
 		/^[a-z]/ && NF >= 8 && $5 == "y" { $5 = "n"; print; next }
 		{ print }' /etc/postfix/master.cf >"$PF_CONF/master.cf"
 	for kv in "$@"; do
