@@ -274,6 +274,34 @@ static void test_duration(void **state)
 	assert_int_not_equal(sg_parse_duration("5mm", &d), 0);
 	assert_int_not_equal(sg_parse_duration("-5", &d), 0);
 	assert_int_not_equal(sg_parse_duration("99999999999d", &d), 0);
+	assert_int_equal(sg_parse_duration_ms("250ms", &d), 0); assert_int_equal(d, 250);
+	assert_int_equal(sg_parse_duration_ms("2s", &d), 0); assert_int_equal(d, 2000);
+	assert_int_equal(sg_parse_duration_ms("0", &d), 0); assert_int_equal(d, 0);
+	assert_int_not_equal(sg_parse_duration_ms("ms", &d), 0);
+	assert_int_not_equal(sg_parse_duration_ms("1.5s", &d), 0);
+	assert_int_not_equal(sg_parse_duration_ms("9999999999ms", &d), 0);
+	assert_int_not_equal(sg_parse_duration_ms("9999999d", &d), 0);
+}
+
+/* idle_close: the default, [global] for groups that set none (also a
+ * [global] after the group), a group's own, errors. */
+static void test_idle_close(void **state)
+{
+	(void)state;
+	assert_int_equal(load("[group x]\nranges = 10.0.0.0/8\n"), 0);
+	assert_int_equal(cfg.idle_close, SG_IDLE_CLOSE_DEFAULT);
+	assert_int_equal(cfg.groups[sg_config_group(&cfg, "x")].idle_close, SG_IDLE_CLOSE_DEFAULT);
+	assert_int_equal(cfg.groups[sg_config_group(&cfg, "google")].idle_close, SG_IDLE_CLOSE_DEFAULT);
+	sg_config_free(&cfg);
+	assert_int_equal(load("[group x]\nranges = 10.0.0.0/8\n[group y]\nranges = 192.168.0.0/16\n"
+			      "idle_close = 1s\n[group google]\nidle_close = 0\n[global]\nidle_close = 500ms\n"), 0);
+	assert_int_equal(cfg.groups[sg_config_group(&cfg, "x")].idle_close, 500);
+	assert_int_equal(cfg.groups[sg_config_group(&cfg, "y")].idle_close, 1000);
+	assert_int_equal(cfg.groups[sg_config_group(&cfg, "google")].idle_close, 0);
+	assert_int_equal(cfg.groups[sg_config_group(&cfg, "microsoft")].idle_close, 500);
+	sg_config_free(&cfg);
+	expect_error("[global]\nidle_close = soon\n", "bad value 'soon' for 'idle_close'");
+	expect_error("[group x]\nranges = 10.0.0.0/8\nidle_close = 2h\n", "bad value '2h' for 'idle_close'");
 }
 
 static int setup(void **state)
@@ -304,6 +332,7 @@ int main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_too_many_ranges),
 		cmocka_unit_test(test_duration),
+		cmocka_unit_test(test_idle_close),
 	};
 
 	return cmocka_run_group_tests_name("config", tests, setup, teardown);
