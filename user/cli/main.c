@@ -186,17 +186,24 @@ static int cmd_unload(const struct cmd *c, const char *const *v, char **pos, int
 	return 0;
 }
 
-static int cmd_status(const struct cmd *c, const char *const *v, char **pos, int npos)
+/* status and events: the pinned instance, printed (--json: v[0]) to stdout. */
+static int print_kernel(int (*print)(FILE *, struct sg_kernel *, bool), const char *const *v,
+			const char *what)
 {
 	struct sg_kernel k;
 	int r;
 
-	(void)c; (void)pos; (void)npos;
 	if (open_kernel(&k))
 		return EXIT_FAILURE;
-	r = sg_status_print(stdout, &k, v[0] != NULL);
+	r = print(stdout, &k, v[0] != NULL);
 	sg_kernel_close(&k);
-	return r ? fail(r, "status") : 0;
+	return r ? fail(r, what) : 0;
+}
+
+static int cmd_status(const struct cmd *c, const char *const *v, char **pos, int npos)
+{
+	(void)c; (void)pos; (void)npos;
+	return print_kernel(sg_status_print, v, "status");
 }
 
 static int parse_u32(const char *s, uint32_t *out)
@@ -281,16 +288,9 @@ static int cmd_lookup(const struct cmd *c, const char *const *v, char **pos, int
 
 static int cmd_events(const struct cmd *c, const char *const *v, char **pos, int npos)
 {
-	struct sg_kernel k;
-	int r;
-
 	(void)c; (void)pos; (void)npos;
-	if (open_kernel(&k))
-		return EXIT_FAILURE;
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	r = sg_events_stream(stdout, &k, v[0] != NULL);
-	sg_kernel_close(&k);
-	return r ? fail(r, "events") : 0;
+	return print_kernel(sg_events_stream, v, "events");
 }
 
 /* Shared by parse and replay: config and log format. */

@@ -136,6 +136,17 @@ static int lookup_name(const char *const *tab, size_t n, const char *s)
 }
 #define LOOKUP(tab, s) lookup_name(tab, sizeof(tab) / sizeof(tab[0]), s)
 
+/* The index of a name in the list of an enumerated key's values, or -1. */
+static int enum_value(int type, const char *v)
+{
+	switch (type) {
+	case K_MODE: return LOOKUP(mode_names, v);
+	case K_VERDICT: return LOOKUP(verdict_names, v);
+	case K_CLASS: return LOOKUP(class_names, v);
+	default: return LOOKUP(action_names, v);
+	}
+}
+
 int sg_parse_duration(const char *s, uint32_t *out)
 {
 	char *end;
@@ -215,15 +226,8 @@ static bool valid_name(const char *s)
 
 static int fgroup_add_range(struct fgroup *f, const struct sg_cidr *c)
 {
-	if (f->nr == f->ar) {
-		size_t ar = f->ar ? f->ar * 2 : 16;
-		struct sg_cidr *r = realloc(f->r, ar * sizeof(*r));
-
-		if (!r)
-			return -ENOMEM;
-		f->r = r;
-		f->ar = ar;
-	}
+	if (sg_grow(&f->r, &f->ar, f->nr, sizeof(*f->r), 16))
+		return -ENOMEM;
 	f->r[f->nr++] = *c;
 	f->ranges_set = true;
 	return 0;
@@ -445,24 +449,13 @@ static int set_value(struct parse *p, const struct key *k, const char *v)
 		strcpy(field, v);
 		return 0;
 	case K_MODE:
-		if ((i = LOOKUP(mode_names, v)) < 0)
-			goto range;
-		*(uint32_t *)field = (uint32_t)i;
-		return 0;
 	case K_VERDICT:
-		if ((i = LOOKUP(verdict_names, v)) < 0)
-			goto range;
-		*(uint32_t *)field = (uint32_t)i;
-		return 0;
 	case K_CLASS:
-		if ((i = LOOKUP(class_names, v)) < 0)
-			goto range;
-		*(int *)field = i;
-		return 0;
 	case K_ACTION:
-		if ((i = LOOKUP(action_names, v)) < 0)
+		/* a name out of a list: the field is its index (uint32_t or int) */
+		if ((i = enum_value(k->type, v)) < 0)
 			goto range;
-		*(int *)field = i;
+		memcpy(field, &i, sizeof(i));
 		return 0;
 	case K_RANGES:
 		return add_ranges(p, (struct fgroup *)p->obj, v, "");

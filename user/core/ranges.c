@@ -6,17 +6,25 @@
 #include <string.h>
 #include "ranges.h"
 
+int sg_grow(void *arrayp, size_t *alloc, size_t n, size_t elem, size_t first)
+{
+	size_t want = *alloc ? *alloc * 2 : first;
+	void *v, *old;
+
+	if (n < *alloc)
+		return 0;
+	memcpy(&old, arrayp, sizeof(old));
+	if (!(v = realloc(old, want * elem)))
+		return -ENOMEM;
+	memcpy(arrayp, &v, sizeof(v));
+	*alloc = want;
+	return 0;
+}
+
 int sg_ranges_add(struct sg_ranges *r, const struct sg_cidr *c, int group)
 {
-	if (r->n == r->alloc) {
-		size_t alloc = r->alloc ? r->alloc * 2 : 64;
-		struct sg_range *v = realloc(r->v, alloc * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		r->v = v;
-		r->alloc = alloc;
-	}
+	if (sg_grow(&r->v, &r->alloc, r->n, sizeof(*r->v), 64))
+		return -ENOMEM;
 	r->v[r->n].cidr = *c;
 	r->v[r->n].group = group;
 	r->n++;

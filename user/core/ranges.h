@@ -37,4 +37,11 @@ size_t sg_ranges_count(const struct sg_ranges *r, int group, int family);
 
 void sg_ranges_free(struct sg_ranges *r);
 
+/*
+ * Room for one more element in a growing array: *(T **)arrayp holds *alloc
+ * elements of elem bytes, n in use; when full it doubles (first: the
+ * first size). 0 or -ENOMEM (the array is unchanged).
+ */
+int sg_grow(void *arrayp, size_t *alloc, size_t n, size_t elem, size_t first);
+
 #endif

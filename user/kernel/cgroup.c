@@ -7,6 +7,7 @@
 #include <linux/magic.h>
 #include <mntent.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -94,6 +95,39 @@ bool sg_cgroup_within(const char *path, const char *tree)
 	size_t n = strlen(tree);
 
 	return n && !strncmp(path, tree, n) && (path[n] == '\0' || path[n] == '/');
+}
+
+static struct {
+	sg_cgroup_pid_fn fn;
+	void *arg;
+} each;
+
+static int visit_procs(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	char procs[PATH_MAX + 16], line[32];
+	FILE *fp;
+
+	(void)st;
+	if (type != FTW_D)
+		return 0;
+	snprintf(procs, sizeof(procs), "%s/cgroup.procs", path);
+	if (!(fp = fopen(procs, "re")))
+		return 0;
+	while (fgets(line, sizeof(line), fp))
+		each.fn(each.arg, (pid_t)strtol(line, NULL, 10), path, ftw->level, ftw->base);
+	fclose(fp);
+	return 0;
+}
+
+int sg_cgroup_each_pid(const char *tree, sg_cgroup_pid_fn fn, void *arg)
+{
+	int r;
+
+	each.fn = fn;
+	each.arg = arg;
+	r = nftw(tree, visit_procs, 16, FTW_PHYS | FTW_MOUNT) ? -errno : 0;
+	each.fn = NULL;
+	return r;
 }
 
 int sg_cgroup_join(const char *cgroup)

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* cgroup2 mount point, "" if none. */
 const char *sg_cgroup2_root(void);
@@ -25,6 +26,14 @@ int sg_cgroup_open(const char *cgroup, uint64_t *id, char *err, size_t errlen);
 
 /* Is path the cgroup tree (or below it)? */
 bool sg_cgroup_within(const char *path, const char *tree);
+
+/*
+ * Call fn for each process of a cgroup tree (the cgroup.procs of every
+ * cgroup in it): its pid, the cgroup's path, its depth below tree (0: tree)
+ * and where its last component starts in path. One walk at a time.
+ */
+typedef void (*sg_cgroup_pid_fn)(void *arg, pid_t pid, const char *cgroup, int level, int base);
+int sg_cgroup_each_pid(const char *tree, sg_cgroup_pid_fn fn, void *arg);
 
 /* Move the calling process into a cgroup. */
 int sg_cgroup_join(const char *cgroup);

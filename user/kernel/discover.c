@@ -7,7 +7,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -255,7 +254,7 @@ int sg_find_cgroup(const char *cgroup, const char *mta, const char *pid, const c
 	return sg_pid_cgroup(p, out, len, err, errlen);
 }
 
-/* One walk of a cgroup tree at a time (nftw has no user pointer). */
+/* What one walk of a cgroup tree found (sg_cgroup_each_pid walks one at a time). */
 static struct walk {
 	int nprocs;
 	const char *stem;        /* name of the empty unit, without its suffix */
@@ -265,52 +264,39 @@ static struct walk {
 	char what[64], what_any[64];
 } w;
 
-static int visit(const char *path, const struct stat *st, int type, struct FTW *ftw)
+static void visit(void *arg, pid_t pid, const char *path, int level, int base)
 {
-	char procs[PATH_MAX], line[32], comm[32];
-	bool has = false;
-	FILE *fp;
+	char comm[32];
 
-	(void)st;
-	if (type != FTW_D)
-		return 0;
-	snprintf(procs, sizeof(procs), "%s/cgroup.procs", path);
-	if (!(fp = fopen(procs, "re")))
-		return 0;
-	while (fgets(line, sizeof(line), fp)) {
-		pid_t pid = (pid_t)strtol(line, NULL, 10);
-
-		has = true;
-		w.nprocs++;
-		if (!w.stem)
+	(void)arg;
+	w.nprocs++;
+	if (!w.stem)
+		return;
+	if (!w.named[0] && strstr(path + base, w.stem))
+		snprintf(w.named, sizeof(w.named), "%s", path);
+	if (level == 0 && !strcmp(path, sg_cgroup2_root()))
+		return;   /* the root: governing it would govern everything */
+	read_comm(pid, comm, sizeof(comm));
+	for (int k = SG_MTA_POSTFIX; k <= SG_MTA_EXIM; k++) {
+		if (!is_mta_comm(k, comm))
 			continue;
-		if (ftw->level == 0 && !strcmp(path, sg_cgroup2_root()))
-			continue;   /* the root: governing it would govern everything */
-		read_comm(pid, comm, sizeof(comm));
-		for (int k = SG_MTA_POSTFIX; k <= SG_MTA_EXIM; k++) {
-			if (!is_mta_comm(k, comm))
-				continue;
-			bool near = strstr(path, w.stem) != NULL;
-			char *dst = near ? w.mta : w.mta_any, *what = near ? w.what : w.what_any;
+		bool near = strstr(path, w.stem) != NULL;
+		char *dst = near ? w.mta : w.mta_any, *what = near ? w.what : w.what_any;
 
-			if (!dst[0]) {
-				snprintf(dst, PATH_MAX, "%s", path);
-				snprintf(what, sizeof(w.what), "%s (pid %d)", daemon_name(k), (int)pid);
-			}
+		if (!dst[0]) {
+			snprintf(dst, PATH_MAX, "%s", path);
+			snprintf(what, sizeof(w.what), "%s (pid %d)", daemon_name(k), (int)pid);
 		}
 	}
-	fclose(fp);
-	if (has && w.stem && !w.named[0] && strstr(path + ftw->base, w.stem))
-		snprintf(w.named, sizeof(w.named), "%s", path);
-	return 0;
 }
 
 int sg_cgroup_nprocs(const char *cgroup)
 {
+	int r;
+
 	memset(&w, 0, sizeof(w));
-	if (nftw(cgroup, visit, 16, FTW_PHYS | FTW_MOUNT))
-		return -errno;
-	return w.nprocs;
+	r = sg_cgroup_each_pid(cgroup, visit, NULL);
+	return r ? r : w.nprocs;
 }
 
 void sg_cgroup_hint(const char *cgroup, char *buf, size_t len)
@@ -324,7 +310,7 @@ void sg_cgroup_hint(const char *cgroup, char *buf, size_t len)
 	w.stem = stem;
 	buf[0] = '\0';
 	if (sg_cgroup2_root()[0])
-		nftw(sg_cgroup2_root(), visit, 16, FTW_PHYS | FTW_MOUNT);
+		sg_cgroup_each_pid(sg_cgroup2_root(), visit, NULL);
 	if (w.mta[0])
 		snprintf(buf, len, "%s runs in %s", w.what, w.mta);
 	else if (w.named[0])

@@ -900,9 +900,7 @@ static int ring_new(int fd, sg_wakeup_fn wakeup, sg_event_fn event, void *ctx,
 	*out = NULL;
 	if (!r)
 		return -ENOMEM;
-	r->wakeup = wakeup;
-	r->event = event;
-	r->ctx = ctx;
+	*r = (struct sg_kernel_ring){ .wakeup = wakeup, .event = event, .ctx = ctx };
 	r->rb = ring_buffer__new(fd, ring_record, r, NULL);
 	if (!r->rb) {
 		e = -errno;

@@ -2,7 +2,6 @@
 /* Network namespaces of a cgroup's processes (see netns.h). */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <sched.h>
 #include <stdio.h>
@@ -11,57 +10,45 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "cgroup.h"
 #include "netns.h"
 
 #ifndef SO_NETNS_COOKIE
 #define SO_NETNS_COOKIE 71
 #endif
 
-static struct sg_netns_set *walk_set;
-
-static void add(struct sg_netns_set *s, const char *pid)
+/* The namespace of a process (pid 0: ours), if the set has not got it. */
+static void add(struct sg_netns_set *s, pid_t pid)
 {
 	char path[64];
 	struct stat st;
 
-	snprintf(path, sizeof(path), "/proc/%s/ns/net", pid);
+	if (pid)
+		snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)pid);
+	else
+		snprintf(path, sizeof(path), "/proc/self/ns/net");
 	if (s->n == SG_MAX_NETNS || stat(path, &st))
 		return;
 	for (int i = 0; i < s->n; i++)
 		if (s->ino[i] == st.st_ino)
 			return;
 	s->ino[s->n] = st.st_ino;
-	s->pid[s->n++] = strcmp(pid, "self") ? (pid_t)atoi(pid) : 0;
+	s->pid[s->n++] = pid;
 }
 
-static int visit(const char *path, const struct stat *st, int type, struct FTW *ftw)
+static void visit(void *arg, pid_t pid, const char *cgroup, int level, int base)
 {
-	char procs[PATH_MAX], pid[32];
-	FILE *fp;
-
-	(void)st; (void)ftw;
-	if (type != FTW_D)
-		return 0;
-	snprintf(procs, sizeof(procs), "%s/cgroup.procs", path);
-	if (!(fp = fopen(procs, "re")))
-		return 0;
-	while (fgets(pid, sizeof(pid), fp)) {
-		pid[strcspn(pid, "\n")] = '\0';
-		add(walk_set, pid);
-	}
-	fclose(fp);
-	return 0;
+	(void)cgroup; (void)level; (void)base;
+	if (pid > 0)
+		add(arg, pid);
 }
 
 void sg_netns_scan(const char *cgroup, struct sg_netns_set *set)
 {
 	set->n = 0;
-	add(set, "self");
-	if (!cgroup || !cgroup[0])
-		return;
-	walk_set = set;
-	nftw(cgroup, visit, 16, FTW_PHYS | FTW_MOUNT);
-	walk_set = NULL;
+	add(set, 0);
+	if (cgroup && cgroup[0])
+		sg_cgroup_each_pid(cgroup, visit, set);
 }
 
 int sg_netns_open(pid_t pid, ino_t ino)
