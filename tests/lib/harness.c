@@ -343,6 +343,7 @@ static void *listener_main(void *arg)
 	epoll_ctl(ep, EPOLL_CTL_ADD, l->fd, &ev);
 	ev.data.fd = l->stop_pipe[0];
 	epoll_ctl(ep, EPOLL_CTL_ADD, l->stop_pipe[0], &ev);
+	__atomic_store_n(&l->ready, 1, __ATOMIC_SEQ_CST);
 	for (;;) {
 		int n = epoll_wait(ep, evs, 64, -1);
 
@@ -428,6 +429,11 @@ int listener_start(struct listener **out, int family, const char *addr, int port
 		close(l->fd);
 		return -EAGAIN;
 	}
+	/* Tests fork right after this: a fork while the new thread is still
+	 * starting up can copy a lock of the sanitizers' allocator held by it,
+	 * and the child then hangs in its first malloc (seen with ASan). */
+	while (!__atomic_load_n(&l->ready, __ATOMIC_SEQ_CST))
+		usleep(1000);
 	in_use[l - pool] = true;
 	*out = l;
 	return 0;

@@ -75,6 +75,7 @@ struct listener {
 	pthread_t thread;
 	int stop_pipe[2];
 	int cur, peak, accepted;     /* atomic */
+	int ready;                   /* the thread is in its loop (atomic) */
 	/* the same per client address, first LISTENER_SOURCES addresses seen */
 	struct sockaddr_in6 src[LISTENER_SOURCES];   /* IPv4 as v4-mapped */
 	int nsrc, src_cur[LISTENER_SOURCES], src_peak[LISTENER_SOURCES];
