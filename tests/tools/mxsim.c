@@ -1421,14 +1421,18 @@ int main(int argc, char **argv)
 
 		if (n < 0 && errno != EINTR)
 			die("epoll_wait: %s", strerror(errno));
+		/* New sessions last: a client's FIN sent before its next SYN (a
+		 * close that let the client connect again) is in this batch
+		 * too, and the session it ends must be over before the next
+		 * one is counted, or the limit would see one session too many
+		 * that the client never had open at once. */
 		for (int i = 0; i < n; i++) {
 			struct item *it = evs[i].data.ptr;
 			struct signalfd_siginfo si;
 
 			switch (it->kind) {
 			case K_LISTEN:
-				smtp_accept(it);
-				break;
+				break;      /* below */
 			case K_CTL_LISTEN:
 				ctl_accept(it);
 				break;
@@ -1447,6 +1451,9 @@ int main(int argc, char **argv)
 				break;
 			}
 		}
+		for (int i = 0; i < n; i++)
+			if (((struct item *)evs[i].data.ptr)->kind == K_LISTEN)
+				smtp_accept(evs[i].data.ptr);
 		while (graveyard) {
 			struct conn *c = graveyard;
 
