@@ -79,9 +79,10 @@ struct {
 } events SEC(".maps");
 
 /*
- * The waiting room's IPv4 listener in each network namespace it serves,
- * keyed by the namespace's cookie. A socket leaves a sockhash when it is
- * closed, so a dead daemon leaves no door open.
+ * The waiting room's listeners in each network namespace it serves: the
+ * 127.0.0.1 one keyed by the namespace's cookie, the ::1 one by its
+ * complement (SG_ROOM_KEY6). A socket leaves a sockhash when it is closed,
+ * so a dead daemon leaves no door open.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_SOCKHASH);
@@ -252,16 +253,20 @@ static __always_inline void untag(__u64 *cookie, const struct sg_sock *tag)
  * the connection leaves its queue.
  */
 static __always_inline __u16 room_port(struct bpf_sock_addr *ctx, const struct sg_settings *s,
-				       struct sg_group *grp, __u64 *netns)
+				       struct sg_group *grp, bool to_v6, __u64 *netns)
 {
 	struct bpf_sock *listener;
+	__u64 key;
 	__u32 old;
 	__u16 port;
 
 	if (!s->room_port || grp->waiting >= grp->queue_max)
 		return 0;
 	*netns = bpf_get_netns_cookie(ctx);
-	listener = bpf_map_lookup_elem(&room, netns);
+	/* A client that goes to ::1 needs the ::1 listener (a namespace
+	 * without IPv6 loopback has none). */
+	key = to_v6 ? SG_ROOM_KEY6(*netns) : *netns;
+	listener = bpf_map_lookup_elem(&room, &key);
 	if (!listener) {
 		/* The daemon runs but has no door here yet: ask for one. */
 		wake(SG_WAKE_NO_DOOR, 0);
@@ -384,7 +389,7 @@ static __always_inline int govern(struct bpf_sock_addr *ctx, __u32 gid,
 	struct sg_srccount *cnt;
 	struct source src;
 	__s32 *pool, *total;
-	bool from_room;
+	bool from_room, to_v6;
 	__u64 cookie, netns = 0;
 	enum sg_outcome out;
 	__u16 to_port = 0;
@@ -416,19 +421,21 @@ static __always_inline int govern(struct bpf_sock_addr *ctx, __u32 gid,
 		total = &cnt->live;
 	}
 	from_room = s->room_mark && sk->mark == s->room_mark;
+	/* Sent to the room, this client goes to ::1: it needs that door. */
+	to_v6 = family == AF_INET6 && !sg_is_v4mapped(addr);
 	/* Others wait for this pool already: join them, under cap or not.
 	 * First come, first served, and the waiting room sees every session
 	 * opened while its pool is contended (it can end one left idle in the
 	 * MTA's connection cache). */
 	if (!from_room && grp->verdict == SG_VERDICT_QUEUE && s->mode != SG_MODE_DRY_RUN &&
 	    (grp->flags & SG_GROUP_PER_SOURCE ? cnt->waiting : grp->waiting) &&
-	    (to_port = room_port(ctx, s, grp, &netns)))
+	    (to_port = room_port(ctx, s, grp, to_v6, &netns)))
 		return enqueue(ctx, &cookie, grp, gid, s, family, addr, port, &src, to_port, netns);
 	/* Reserve, decide (include/smtpgov.h), apply. */
 	old = __sync_fetch_and_add(pool, 1);
 	out = sg_decide(old, grp->cap, s->mode, grp->verdict, from_room, -1);
 	if (out == SG_OUT_ASK_ROOM) {
-		to_port = room_port(ctx, s, grp, &netns);
+		to_port = room_port(ctx, s, grp, to_v6, &netns);
 		out = sg_decide(old, grp->cap, s->mode, grp->verdict, from_room, to_port != 0);
 	}
 	switch (out) {

@@ -75,7 +75,9 @@
 #define SG_MAX_SOURCES    1024    /* sending-address slots per group (`sources`,
                                    * `srccounts`); slot 0 is the default source */
 #define SG_DEFAULT_SOURCES 256    /* settings.max_sources unless configured */
-#define SG_MAX_ROOMS      256     /* entries of `room`: network namespaces served */
+#define SG_MAX_ROOMS      512     /* entries of `room`: two per network namespace served */
+/* `room` key of a namespace's ::1 listener (its 127.0.0.1 one: the cookie). */
+#define SG_ROOM_KEY6(cookie) (~(__u64)(cookie))
 
 /* SO_MARK of the waiting room's upstream sockets ("smtp"). */
 #define SG_ROOM_MARK      0x736d7470
@@ -133,7 +135,7 @@ struct sg_group {
  * pinned instance only if its settings say this ABI (and are this size);
  * anything else is another smtpgov's, which `smtpgov unload` removes.
  */
-#define SG_ABI_VERSION    2
+#define SG_ABI_VERSION    3   /* 3: `room` holds each namespace's ::1 door too (SG_ROOM_KEY6) */
 
 /* `settings`: BPF_MAP_TYPE_ARRAY, one entry at key 0. */
 struct sg_settings {

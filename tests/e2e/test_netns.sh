@@ -10,6 +10,8 @@
 #     process of the cgroup lives there the daemon opens a door in it; 10
 #     clients in C and 10 in D at once: all delivered, never more than 2
 #     sessions at the provider across both namespaces (one count per group).
+#     D has no IPv6 loopback: an IPv6 connect over the cap from it gets EPERM
+#     (its door has no ::1 listener), not a rewrite to a dead ::1.
 #     When D's last process goes, its door is closed.
 #  3. A private Postfix in C: 20 messages all delivered, at most 2 sessions,
 #     no "Connection refused" in its log.
@@ -36,7 +38,7 @@ done
 {
 	printf '[global]\nports = 2525\nbuiltin = no\nverdict = queue\nstate = %s\n' "$SG_STATE"
 	# a static cap (no learning): the test is about where connections wait
-	printf '[group prov]\nranges = 198.18.0.0/24\ncap = 2\nmin_cap = 2\nmax_cap = 2\nqueue_wait = 60s\n'
+	printf '[group prov]\nranges = 198.18.0.0/24 2001:db8:18::/48\ncap = 2\nmin_cap = 2\nmax_cap = 2\nqueue_wait = 60s\n'
 } >"$SG_CONF"
 # the container's own process, there before smtpgov starts
 (echo "$BASHPID" >"$SG_CG/cgroup.procs" && exec nsenter --net="/var/run/netns/$C" sleep 300) &
@@ -89,6 +91,8 @@ note "1: $failed of 10 clients failed; provider accepted $acc, peak $pk sessions
 
 # ---- 2: a namespace made after load, served together with the first
 ns_add "$D"
+# no IPv6 loopback in D (as in a container with IPv6 off): its door is 127.0.0.1 only
+ns_exec "$D" sysctl -qw net.ipv6.conf.lo.disable_ipv6=1 || fail "IPv6 off in $D"
 ns_link "$D" 198.18.2.2/24 "$P" 198.18.2.1/24
 ns_exec "$D" ip route add 198.18.0.0/24 via 198.18.2.1 || fail "route in $D"
 (echo "$BASHPID" >"$SG_CG/cgroup.procs" && exec nsenter --net="/var/run/netns/$D" sleep 300) &
@@ -115,6 +119,25 @@ note "2: failed $failed_c in $C, $failed_d in $D; provider accepted $acc, peak $
 [ "$acc" = 20 ] || fail "2: the provider accepted $acc of 20 messages"
 [ "$pk" -le 2 ] || fail "2: the provider saw $pk sessions at once across both namespaces, cap 2"
 [ "$(clients_ip)" = "198.18.0.2 198.18.2.2" ] || fail "2: the provider saw clients $(clients_ip)"
+# an IPv6 connect over the cap from D, whose door has no ::1 listener: EPERM
+# (the refuse verdict), not a rewrite to a ::1 that is not there
+(echo "$BASHPID" >"$SG_CG/cgroup.procs" && exec nsenter --net="/var/run/netns/$C" python3 -c '
+import socket, sys, time
+h = [socket.create_connection(("198.18.0.1", 2525)) for _ in range(2)]
+sys.stdout.write("held\n"); sys.stdout.flush(); time.sleep(5)') >"$E2E_DIR/hold.out" 2>&1 &
+hold=$!
+E2E_PIDS+=("$hold")
+for i in $(seq 50); do grep -q held "$E2E_DIR/hold.out" && break; sleep 0.1; done
+v6=$( (echo "$BASHPID" >"$SG_CG/cgroup.procs" && exec nsenter --net="/var/run/netns/$D" python3 -c '
+import errno, socket
+s = socket.socket(socket.AF_INET6)
+try:
+    s.connect(("2001:db8:18::1", 2525)); print("connected")
+except OSError as e:
+    print(errno.errorcode[e.errno])') 2>&1)
+stop_pid "$hold"
+note "2: IPv6 connect over the cap from $D (no ::1 there): $v6"
+[ "$v6" = EPERM ] || fail "2: an IPv6 connect over the cap from a namespace without ::1 got $v6, want EPERM"
 stop_pid "$holder"
 sg_wait_log "has no governed process left; its door" 6 || fail "2: the door of $D was not closed after its last process went"
 note "2: $(grep -o "network namespace [0-9]* has no governed process left.*" "$SG_DLOG" | tail -n 1)"

@@ -101,7 +101,7 @@ static int open_door(struct sg_doors *ds, struct sg_door *d)
 	    (d->lfd6 >= 0 &&
 	     (r = sg_loop_add(ds->loop, d->lfd6, ds->paused ? 0 : EPOLLIN, on_listener, d))))
 		return r;
-	if ((r = sg_kernel_room_register(ds->k, d->cookie, d->lfd4)))
+	if ((r = sg_kernel_room_register(ds->k, d->cookie, d->lfd4, d->lfd6)))
 		return r;
 	d->stored = taken;     /* they came from the store and stay there */
 	if (!taken && ds->store) {

@@ -755,16 +755,22 @@ out:
 	return r;
 }
 
-int sg_kernel_room_register(struct sg_kernel *k, uint64_t netns, int listen_fd)
+int sg_kernel_room_register(struct sg_kernel *k, uint64_t netns, int fd4, int fd6)
 {
-	__u64 fd = (__u64)listen_fd;
+	__u64 fd = (__u64)fd4, key6 = SG_ROOM_KEY6(netns);
 
-	return bpf_map_update_elem(FD(k, room), &netns, &fd, BPF_ANY) ? -errno : 0;
+	if (bpf_map_update_elem(FD(k, room), &netns, &fd, BPF_ANY))
+		return -errno;
+	fd = (__u64)fd6;
+	return fd6 >= 0 && bpf_map_update_elem(FD(k, room), &key6, &fd, BPF_ANY) ? -errno : 0;
 }
 
 void sg_kernel_room_unregister(struct sg_kernel *k, uint64_t netns)
 {
+	__u64 key6 = SG_ROOM_KEY6(netns);
+
 	bpf_map_delete_elem(FD(k, room), &netns);
+	bpf_map_delete_elem(FD(k, room), &key6);
 }
 
 int sg_kernel_room_doors(const struct sg_kernel *k)
@@ -772,11 +778,15 @@ int sg_kernel_room_doors(const struct sg_kernel *k)
 	__u64 keys[SG_MAX_ROOMS], *prev = NULL;
 	int n = 0;
 
+	int doors = 0;
+
 	while (n < SG_MAX_ROOMS && !bpf_map_get_next_key(FD(k, room), prev, &keys[n])) {
+		/* a namespace's 127.0.0.1 listener; its ::1 one is the complement */
+		doors += keys[n] < SG_ROOM_KEY6(keys[n]);
 		prev = &keys[n];
 		n++;
 	}
-	return n;
+	return doors;
 }
 
 static int room_port_set(struct sg_kernel *k, uint16_t port, uint16_t only_if)

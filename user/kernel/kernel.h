@@ -134,8 +134,9 @@ int sg_kernel_settings(const struct sg_kernel *k, struct sg_settings *s);
 
 /* --- the waiting room's side of the contract (include/smtpgov.h) --- */
 
-/* Put a door's listener in `room` under its namespace's cookie, or take it out. */
-int sg_kernel_room_register(struct sg_kernel *k, uint64_t netns, int listen_fd);
+/* Put a door's listeners in `room` under its namespace's cookie (the ::1
+ * one, if any, under SG_ROOM_KEY6 of it), or take them out. */
+int sg_kernel_room_register(struct sg_kernel *k, uint64_t netns, int fd4, int fd6);
 void sg_kernel_room_unregister(struct sg_kernel *k, uint64_t netns);
 /* Doors listening (network namespaces a waiting room serves); 0: no daemon's room. */
 int sg_kernel_room_doors(const struct sg_kernel *k);
