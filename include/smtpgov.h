@@ -375,4 +375,32 @@ static inline enum sg_outcome sg_decide(__s32 old, __u32 cap, __u32 mode, __u32 
 	return room > 0 ? SG_OUT_QUEUE : SG_OUT_ASK_ROOM;
 }
 
+/*
+ * `logstat`: BPF_MAP_TYPE_ARRAY (BPF_F_MMAPABLE), one entry at key 0. No BPF
+ * program uses it: the daemon's log feedback (user/daemon/feedback.c)
+ * creates and pins it and counts in it through a memory mapping (plain
+ * stores, no syscall per line); `smtpgov status` shows it. It says which
+ * log the daemon learns from and what it has read there.
+ */
+#define SG_LOGSTAT_SOURCE_LEN 256
+#define SG_LOGSTAT_REASON_LEN 384
+
+enum sg_logstat_state {
+	SG_LOGSTAT_FOLLOWING = 1, /* reading the source */
+	SG_LOGSTAT_WAITING   = 2, /* the file does not exist yet */
+	SG_LOGSTAT_ENDED     = 3, /* standard input closed */
+	SG_LOGSTAT_STOPPED   = 4, /* the daemon stopped */
+};
+
+struct sg_logstat {
+	__u64 lines;           /* lines read from the source */
+	__u64 deliveries;      /* delivery lines parsed among them */
+	__u64 last_delivery;   /* unix seconds the last one was read, 0 = none */
+	__u64 since;           /* unix seconds the daemon began following */
+	__u32 state;           /* enum sg_logstat_state, 0 = never published */
+	__u32 pid;             /* the daemon's */
+	char  source[SG_LOGSTAT_SOURCE_LEN];  /* "/var/log/mail.log", "journal", "-" */
+	char  reason[SG_LOGSTAT_REASON_LEN];  /* why that source (log = auto) */
+};
+
 #endif /* SMTPGOV_H */

@@ -46,6 +46,9 @@ static void test_builtin_only(void **state)
 	assert_int_equal(cfg.nports, 1);
 	assert_int_equal(cfg.ports[0], 25);
 	assert_int_equal(cfg.mode, SG_MODE_ENFORCE);
+	assert_string_equal(cfg.log, "auto");
+	assert_string_equal(cfg.journal, "");
+	assert_int_equal(cfg.blind_warning, 15 * 60);
 	g = sg_config_group(&cfg, "microsoft");
 	assert_true(g >= 0);
 	assert_int_equal(cfg.groups[g].nranges4, 4);
@@ -85,6 +88,8 @@ static void test_full_file(void **state)
 	assert_int_equal(load("[global]\nports = 25 587\nmode = dry-run ; comment\nstate = /tmp/x\n"
 			      "retry_command = postqueue -c /etc/postfix -i %q\nretry_delay = 2s\n"
 			      "room_max = 300\nretry_timeout = 5s\n"
+			      			      "log = journal\njournal = /var/lib/machines/mx/var/log/journal\n"
+			      "blind_warning = 1h\n"
 			      "[group microsoft]\ncap = 1\nmin_cap = 1\nmax_cap = 6\ndecrease = 0.25\n"
 			      "cooldown = 2m\nincrease_after = 20\nincrease_interval = 1h\npause = 1d\n"
 			      "[group partner-relay]\nranges = 198.51.100.0/24\n"
@@ -101,6 +106,9 @@ static void test_full_file(void **state)
 	assert_int_equal(cfg.retry_delay, 2);
 	assert_int_equal(cfg.room_max, 300);
 	assert_int_equal(cfg.retry_timeout, 5);
+	assert_string_equal(cfg.log, "journal");
+	assert_string_equal(cfg.journal, "/var/lib/machines/mx/var/log/journal");
+	assert_int_equal(cfg.blind_warning, 3600);
 	g = sg_config_group(&cfg, "microsoft");
 	assert_int_equal(cfg.groups[g].cap, 1);
 	assert_int_equal(cfg.groups[g].max_cap, 6);
@@ -194,6 +202,9 @@ static void test_errors(void **state)
 	expect_error("[rule r]\nmatch = (unclosed\n", "bad regex for 'match' in [rule r]");
 	expect_error("[rule r]\ngroup = nosuch\n", "[rule r] names unknown group 'nosuch'");
 	expect_error("[rule r]\ndsn = 4.7\n", "bad value '4.7' for 'dsn'");
+	expect_error("[global]\nlog = journal:var/log/journal\n", "bad log 'journal:var/log/journal': journal:PATH wants an absolute path");
+	expect_error("[global]\njournal = x.journal\n", "journal 'x.journal' must be an absolute path");
+	expect_error("[global]\nblind_warning = 8d\n", "bad value '8d' for 'blind_warning'");
 	expect_error("[global]\nretry_command = postqueue -i\n", "retry_command 'postqueue -i' has no %q");
 	expect_error("[global]\nroom_max = 0\n", "bad value '0' for 'room_max' in [global]");
 	expect_error("[global]\nmta = sendmail\n", "bad MTA 'sendmail': want postfix[:CONFIG_DIR] or exim[:PID_FILE]");

@@ -164,6 +164,7 @@ static int cmd_load(const struct cmd *c, const char *const *v, char **pos, int n
 	warn_empty(cgroup);
 	if (!v[O_NO_FOLLOW]) {
 		dopts.log = v[O_LOG];
+		dopts.mta = v[O_MTA];
 		r = sg_daemon_run(&k, cfg, &dopts);
 	}
 	sg_kernel_close(&k);
@@ -354,7 +355,7 @@ static const struct cmd cmds[] = {
 	    { "mta", "postfix[:DIR]|exim[:PIDFILE]", "govern the cgroup of the running MTA (its pid file)" },
 	    { "pid", "PID", "govern the cgroup of this process (a container's: docker inspect)" },
 	    { "config", "FILE", "INI config (default: the built-in groups)" },
-	    { "log", "FILE|-|journal", "MTA log to follow (default: [global] log)" },
+	    { "log", "auto|FILE|-|journal[:PATH]", "MTA log to follow (default: [global] log, auto)" },
 	    { "dry-run", NULL, "count would-be refusals, refuse nothing" },
 	    { "no-follow", NULL, "attach and return; enforcement stays pinned" } },
 	  0, 0, true, cmd_load },

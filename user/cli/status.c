@@ -95,6 +95,66 @@ static void sources_print(FILE *fp, const struct sg_kernel *k, int g, const stru
 		fputc(']', fp);
 }
 
+static void utc(uint64_t secs, char *buf, size_t len)
+{
+	time_t t = (time_t)secs;
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* Which log the daemon learns from and what it read (pinned `logstat`). */
+static void logstat_print(FILE *fp, const char *pin_dir, bool json)
+{
+	static const char *const states[] = {
+		[SG_LOGSTAT_FOLLOWING] = "following", [SG_LOGSTAT_WAITING] = "waiting",
+		[SG_LOGSTAT_ENDED] = "ended", [SG_LOGSTAT_STOPPED] = "stopped",
+	};
+	struct sg_logstat *m, ls;
+	char since[32], last[32] = "";
+
+	if (sg_kernel_logstat_map(pin_dir, false, &m) || !m->state) {
+		if (m)
+			sg_kernel_logstat_unmap(m);
+		if (json)
+			fputs(",\"log\":null", fp);
+		else
+			fputs("log: none followed (no daemon has run)\n", fp);
+		return;
+	}
+	ls = *m;
+	sg_kernel_logstat_unmap(m);
+	ls.source[sizeof(ls.source) - 1] = ls.reason[sizeof(ls.reason) - 1] = '\0';
+	/* A killed daemon could not say it stopped. */
+	if (ls.state != SG_LOGSTAT_STOPPED && kill((pid_t)ls.pid, 0) && errno == ESRCH)
+		ls.state = SG_LOGSTAT_STOPPED;
+	if (ls.state >= sizeof(states) / sizeof(states[0]) || !states[ls.state])
+		ls.state = SG_LOGSTAT_STOPPED;
+	utc(ls.since, since, sizeof(since));
+	if (ls.last_delivery)
+		utc(ls.last_delivery, last, sizeof(last));
+	if (json) {
+		fputs(",\"log\":{\"source\":", fp);
+		sg_json_str(fp, ls.source);
+		fputs(",\"reason\":", fp);
+		sg_json_str(fp, ls.reason);
+		fprintf(fp, ",\"state\":\"%s\",\"since\":\"%s\",\"lines\":%llu,\"deliveries\":%llu,"
+			"\"last_delivery\":", states[ls.state], since, (unsigned long long)ls.lines,
+			(unsigned long long)ls.deliveries);
+		sg_json_str(fp, last[0] ? last : NULL);
+		fputc('}', fp);
+		return;
+	}
+	fprintf(fp, "log %s (%s%s): %s since %s; %llu lines read, %llu delivery lines, last %s\n",
+		ls.source, strcmp(ls.reason, "given") ? "auto: " : "", ls.reason,
+		ls.state == SG_LOGSTAT_WAITING ? "waiting for it to appear" :
+		ls.state == SG_LOGSTAT_ENDED ? "input ended" :
+		ls.state == SG_LOGSTAT_STOPPED ? "daemon stopped; was following" : "following",
+		since, (unsigned long long)ls.lines, (unsigned long long)ls.deliveries,
+		last[0] ? last : "never");
+}
+
 static bool shown(const struct sg_group *g)
 {
 	return (g->flags & SG_GROUP_ACTIVE) || g->live != 0;
@@ -142,6 +202,7 @@ int sg_status_print(FILE *fp, struct sg_kernel *k, bool json)
 		sg_json_str(fp, k->pin_dir);
 		fprintf(fp, ",\"max_sources\":%u,\"sources\":%d,\"sources_overflow\":%llu",
 			s.max_sources ? s.max_sources - 1 : 0, nsrc, (unsigned long long)alloc.overflow);
+		logstat_print(fp, k->pin_dir, true);
 		fputs(",\"groups\":[", fp);
 	} else {
 		fprintf(fp, "mode %s, ports", sg_mode_name(s.mode));
@@ -160,6 +221,7 @@ int sg_status_print(FILE *fp, struct sg_kernel *k, bool json)
 			fprintf(fp, "; %llu connects from addresses beyond that counted as default",
 				(unsigned long long)alloc.overflow);
 		fputc('\n', fp);
+		logstat_print(fp, k->pin_dir, false);
 		fprintf(fp, "%-16s %5s %5s %5s %5s %5s %5s %10s %10s  %s\n", "GROUP", "V4", "V6",
 			"LIVE", "CAP", "MIN", "MAX", "ADMITTED", "REFUSED", "VERDICT");
 	}

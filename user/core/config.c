@@ -17,6 +17,7 @@
 #include "builtin.h"
 #include "config.h"
 #include "mta.h"
+#include "logsource.h"
 
 enum section { S_GLOBAL, S_GROUP, S_RULE };
 
@@ -59,6 +60,8 @@ static const struct key keys[] = {
 	{ S_GLOBAL, "state",   K_PATH,    G(state),   0, 0 },
 	{ S_GLOBAL, "log",     K_PATH,    G(log),     0, 0 },
 	{ S_GLOBAL, "mta",     K_PATH,    G(mta),     0, 0 },
+	{ S_GLOBAL, "journal", K_PATH,    G(journal), 0, 0 },
+	{ S_GLOBAL, "blind_warning", K_DUR, G(blind_warning), 0, 7 * DAY },
 	{ S_GLOBAL, "verdict", K_VERDICT, G(verdict), 0, 0 },
 	{ S_GLOBAL, "retry_command", K_PATH, G(retry_command), 0, 0 },
 	{ S_GLOBAL, "retry_delay", K_DUR, G(retry_delay), 0, 3600 },
@@ -781,6 +784,15 @@ static int validate(struct parse *p)
 		if ((r = sg_mta_parse(cfg->mta, &m, p->err, p->errlen)))
 			return r;
 	}
+	if (cfg->journal[0] && cfg->journal[0] != '/') {
+		snprintf(p->err, p->errlen, "journal '%s' must be an absolute path (a journal file or directory)",
+			 cfg->journal);
+		return -EINVAL;
+	}
+	struct sg_logsource src;
+
+	if ((r = sg_logsource_parse(cfg->log, cfg->journal, &src, p->err, p->errlen)) < 0)
+		return r;
 	for (unsigned i = 0; i < cfg->nrules; i++) {
 		const char *gname = p->rule_group[i];
 
@@ -805,7 +817,8 @@ static void defaults(struct sg_config *cfg)
 	cfg->verdict = SG_VERDICT_QUEUE;
 	cfg->builtin = true;
 	snprintf(cfg->state, sizeof(cfg->state), "/var/lib/smtpgov/state");
-	snprintf(cfg->log, sizeof(cfg->log), "/var/log/mail.log");
+	snprintf(cfg->log, sizeof(cfg->log), "auto");
+	cfg->blind_warning = 15 * 60;
 	cfg->retry_delay = 1;
 	cfg->retry_timeout = 30;
 	cfg->max_sources = SG_DEFAULT_SOURCES;

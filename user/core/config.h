@@ -63,8 +63,10 @@ struct sg_config {
 	uint32_t verdict;        /* default for groups that do not set one */
 	bool builtin;
 	char state[PATH_MAX];
-	char log[PATH_MAX];
 	char mta[PATH_MAX];      /* "" or postfix[:CONFIG_DIR] / exim[:PID_FILE] (mta.h) */
+	char log[PATH_MAX];       /* auto, a file, "-", journal, journal:PATH (logsource.h) */
+	char journal[PATH_MAX];   /* the journal `log = journal` and auto read; "" = the system's */
+	uint32_t blind_warning;   /* s without a delivery line while governing before a warning; 0 = never */
 	char retry_command[PATH_MAX]; /* "" = off; %q = the queue id */
 	uint32_t retry_delay;    /* s before retry_command runs */
 	uint32_t retry_timeout;  /* s a retry_command may run, then it is killed */

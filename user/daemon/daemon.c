@@ -113,7 +113,7 @@ int sg_daemon_run(struct sg_kernel *k, const struct sg_config *cfg,
 	/* Each of these says what failed, once. */
 	if (needs_room(cfg) && (r = sg_room_start(&d.room, k, cfg, &d.loop)))
 		goto out;
-	if ((r = sg_feedback_start(&d.fb, k, cfg, &d.loop, d.room, opts->log)))   /* follow the MTA log, learn caps */
+	if ((r = sg_feedback_start(&d.fb, k, cfg, &d.loop, d.room, opts->log, opts->mta)))   /* follow the MTA log, learn caps */
 		goto out;
 	if ((r = sg_loop_run(&d.loop)))
 		pr_err("daemon: %s", strerror(-r));

@@ -16,7 +16,8 @@
 struct sg_fb;
 
 struct sg_daemon_opts {
-	const char *log;          /* MTA log: a file, "-" or "journal"; NULL = [global] log */
+	const char *log;          /* MTA log (logsource.h); NULL = [global] log */
+	const char *mta;          /* --mta SPEC (mta.h), for log = auto; NULL = [global] mta */
 	uint32_t recount_ms;      /* drift recount period */
 	const char *follow_mta;   /* --mta or [global] mta: found again when its cgroup goes */
 };

@@ -14,6 +14,7 @@
 #include "journal.h"
 #include "learn.h"
 #include "log.h"
+#include "logprobe.h"
 #include "retry.h"
 #include "room.h"
 #include "state.h"
@@ -25,9 +26,14 @@ struct sg_fb {
 	const struct sg_room *room;   /* NULL: no waiting room */
 	struct sg_learn learn;
 	struct sg_follow *follow;
-	const char *log;
+	struct sg_logsource src;   /* what is followed, and why */
+	const char *log;           /* src.spec */
+	struct sg_logstat *ls;     /* pinned `logstat` (mapped), else &own */
+	struct sg_logstat own;
 	int follow_fd;             /* in the loop, -1 once the input ended */
 	int timer_fd;              /* CLOCK_REALTIME, absolute, at the next due time */
+	int blind_fd;              /* every blind_warning s: learning blind? -1 if off */
+	uint64_t governed;         /* governed connects at the last blind check */
 	bool save_state;           /* false: the state path holds a foreign file */
 	bool dirty;                /* a cap changed since the last save */
 	int save_err;              /* the last save's error (negative), 0 if it worked */
@@ -184,6 +190,12 @@ static void evidence(struct sg_fb *fb, int g, const struct sg_learn_result *res,
 	}
 }
 
+/* Counters `status` reads from another process: one writer, whole stores. */
+static void count(__u64 *field, __u64 v)
+{
+	__atomic_store_n(field, v, __ATOMIC_RELAXED);
+}
+
 static int on_line(void *arg, const char *line, size_t len)
 {
 	struct sg_fb *fb = arg;
@@ -193,9 +205,12 @@ static int on_line(void *arg, const char *line, size_t len)
 	uint64_t signals;
 	int g;
 
+	count(&fb->ls->lines, fb->ls->lines + 1);
 	sg_parser_set_now(&fb->learn.parser, now);
 	if (!sg_learn_line(&fb->learn, line, len, &res))
 		return 0;
+	count(&fb->ls->deliveries, fb->ls->deliveries + 1);
+	count(&fb->ls->last_delivery, (uint64_t)now);
 	g = res.group;
 	if (g < 0)
 		return 0;
@@ -224,15 +239,61 @@ static int on_log(void *arg, uint32_t events)
 
 	(void)events;
 	r = sg_follow_read(fb->follow);
+	if (fb->ls->state == SG_LOGSTAT_WAITING && !sg_follow_waiting(fb->follow)) {
+		pr_info("log %s appeared: learning from it", fb->log);
+		fb->ls->state = SG_LOGSTAT_FOLLOWING;
+	}
 	if (r == 1) {
 		pr_info("log %s: end of input; caps stay as they are, clean intervals still count",
 			fb->log);
+		fb->ls->state = SG_LOGSTAT_ENDED;
 		sg_loop_del(fb->loop, fb->follow_fd);
 		fb->follow_fd = -1;
 		return 0;
 	}
 	if (r < 0)
 		pr_warn("log %s: %s", fb->log, strerror(-r));
+	return 0;
+}
+
+/* "15m", "2s": an interval as the config writes it. */
+static const char *dur(uint32_t s, char *buf, size_t len)
+{
+	if (s % 3600 == 0)
+		snprintf(buf, len, "%uh", s / 3600);
+	else if (s % 60 == 0)
+		snprintf(buf, len, "%um", s / 60);
+	else
+		snprintf(buf, len, "%us", s);
+	return buf;
+}
+
+/*
+ * Every blind_warning: connects were governed since the last check, but no
+ * delivery line has been read for that long. Caps are enforced and nothing
+ * is learned: say so, naming the source, once per interval.
+ */
+static int on_blind(void *arg, uint32_t events)
+{
+	struct sg_fb *fb = arg;
+	uint32_t every = fb->cfg->blind_warning;
+	int64_t now = (int64_t)time(NULL), last;
+	uint64_t ticks, governed = sg_kernel_governed(fb->k);
+	char iv[16];
+
+	(void)events;
+	if (read(fb->blind_fd, &ticks, sizeof(ticks)) < 0)
+		return 0;
+	last = fb->ls->last_delivery ? (int64_t)fb->ls->last_delivery : (int64_t)fb->ls->since;
+	if (governed > fb->governed && now - last >= (int64_t)every)
+		pr_warn("learning blind: %llu connects governed in the last %s, no delivery line read "
+			"from %s for %llds%s; caps are enforced but nothing is learned",
+			(unsigned long long)(governed - fb->governed), dur(every, iv, sizeof(iv)),
+			fb->log, (long long)(now - last),
+			fb->ls->state == SG_LOGSTAT_WAITING ? " (it does not exist)" :
+			fb->ls->state == SG_LOGSTAT_ENDED ? " (its input ended)" :
+			" (is it the MTA's log? see log = auto)");
+	fb->governed = governed;
 	return 0;
 }
 
@@ -310,8 +371,27 @@ static void restore(struct sg_fb *fb, int64_t now)
 	free(st);
 }
 
+/* Which log, why, since when, in the pinned `logstat` for `status`. */
+static void publish_source(struct sg_fb *fb)
+{
+	int r = sg_kernel_logstat_map(fb->k->pin_dir, true, &fb->ls);
+
+	if (r) {
+		pr_warn("logstat map in %s: %s (status will not show the log source)",
+			fb->k->pin_dir, strerror(-r));
+		fb->ls = &fb->own;
+	}
+	memset(fb->ls, 0, sizeof(*fb->ls));
+	snprintf(fb->ls->source, sizeof(fb->ls->source), "%s", fb->log);
+	snprintf(fb->ls->reason, sizeof(fb->ls->reason), "%s", fb->src.reason);
+	fb->ls->since = (uint64_t)time(NULL);
+	fb->ls->pid = (uint32_t)getpid();
+	fb->ls->state = SG_LOGSTAT_FOLLOWING;
+}
+
 int sg_feedback_start(struct sg_fb **out, struct sg_kernel *k, const struct sg_config *cfg,
-		      struct sg_loop *loop, const struct sg_room *room, const char *log)
+		      struct sg_loop *loop, const struct sg_room *room, const char *log,
+		      const char *mta)
 {
 	struct sg_fb *fb = calloc(1, sizeof(*fb));
 	int64_t now = (int64_t)time(NULL);
@@ -327,9 +407,18 @@ int sg_feedback_start(struct sg_fb **out, struct sg_kernel *k, const struct sg_c
 	fb->cfg = cfg;
 	fb->loop = loop;
 	fb->room = room;
-	fb->follow_fd = fb->timer_fd = -1;
+	fb->follow_fd = fb->timer_fd = fb->blind_fd = -1;
+	/* auto runs postconf and waits for it */
+	if ((r = sg_logprobe_resolve(cfg, log ? log : cfg->log, mta ? mta : cfg->mta, &fb->src,
+				     err, sizeof(err)))) {
+		pr_err("%s", err);
+		free(fb);
+		return r;
+	}
+	fb->log = fb->src.spec;
+	if (strcmp(fb->src.reason, "given"))
+		pr_info("log auto: chose %s: %s", fb->log, fb->src.reason);
 	sg_retry_init(&fb->retry, cfg->retry_command, cfg->retry_delay, cfg->retry_timeout);
-	fb->log = log ? log : cfg->log;
 	if ((r = sg_learn_init(&fb->learn, cfg, SG_FMT_AUTO, now, on_change, fb, err, sizeof(err)))) {
 		pr_err("feedback: %s", err);
 		free(fb);
@@ -338,10 +427,25 @@ int sg_feedback_start(struct sg_fb **out, struct sg_kernel *k, const struct sg_c
 	restore(fb, now);
 	save(fb);
 
+	publish_source(fb);
 	r = sg_follow_open(&fb->follow, fb->log, &sg_journal_source, SG_FOLLOW_END, on_line, fb);
 	if (r) {
-		pr_err("log %s: %s (give --log FILE, - or journal; or --no-follow)", fb->log, strerror(-r));
+		pr_err("log %s: %s (give --log FILE, -, journal or journal:PATH; or --no-follow)",
+		       fb->log, strerror(-r));
 		goto fail;
+	}
+	if (sg_follow_waiting(fb->follow)) {
+		pr_warn("log %s does not exist yet; nothing is learned until it appears", fb->log);
+		fb->ls->state = SG_LOGSTAT_WAITING;
+	}
+	if (cfg->blind_warning) {
+		fb->governed = sg_kernel_governed(k);
+		fb->blind_fd = sg_timerfd((uint64_t)cfg->blind_warning * 1000);
+		if (fb->blind_fd < 0 ||
+		    (r = sg_loop_add(loop, fb->blind_fd, EPOLLIN, on_blind, fb))) {
+			r = fb->blind_fd < 0 ? fb->blind_fd : r;
+			goto fail;
+		}
 	}
 	fb->timer_fd = timerfd_create(CLOCK_REALTIME, TFD_NONBLOCK | TFD_CLOEXEC);
 	fb->follow_fd = sg_follow_fd(fb->follow);
@@ -373,6 +477,12 @@ void sg_feedback_stop(struct sg_fb *fb)
 	if (fb->follow_fd >= 0)
 		sg_loop_del(fb->loop, fb->follow_fd);
 	sg_loop_drop(fb->loop, &fb->timer_fd);
+	sg_loop_drop(fb->loop, &fb->blind_fd);
+	if (fb->ls) {
+		fb->ls->state = SG_LOGSTAT_STOPPED;
+		if (fb->ls != &fb->own)
+			sg_kernel_logstat_unmap(fb->ls);
+	}
 	sg_follow_close(fb->follow);
 	sg_learn_free(&fb->learn);
 	free(fb);

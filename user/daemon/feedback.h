@@ -18,11 +18,13 @@
 
 struct sg_fb;
 
-/* Start following `log` (NULL: cfg->log) on the loop, learning the caps of
- * the kernel's groups; the waiting room (NULL if none) tells when the
- * sessions it held began upstream. Errors are logged here. */
+/* Start following `log` (NULL: cfg->log; "auto" finds it, for the MTA that
+ * `mta` names, NULL: cfg->mta) on the loop, learning the caps of the
+ * kernel's groups; the waiting room (NULL if none) tells when the sessions
+ * it held began upstream. Errors are logged here. */
 int sg_feedback_start(struct sg_fb **out, struct sg_kernel *k, const struct sg_config *cfg,
-		      struct sg_loop *loop, const struct sg_room *room, const char *log);
+		      struct sg_loop *loop, const struct sg_room *room, const char *log,
+		      const char *mta);
 
 /* Save the state and let go of everything. NULL is fine. */
 void sg_feedback_stop(struct sg_fb *fb);

@@ -415,10 +415,14 @@ int sg_follow_open(struct sg_follow **out, const char *what, const struct sg_fol
 	if (!strcmp(what, "-")) {
 		f->kind = K_STDIN;
 		r = open_stdin(f);
-	} else if (src && !strcmp(what, src->name)) {
+	} else if (src && !strncmp(what, src->name, strlen(src->name)) &&
+		   (!what[strlen(src->name)] || what[strlen(src->name)] == ':')) {
+		/* "journal", or "journal:PATH" */
+		const char *rest = what + strlen(src->name);
+
 		f->kind = K_JOURNAL;
 		f->src = src;
-		r = src->open(&f->state, start);
+		r = src->open(&f->state, *rest ? rest + 1 : "", start);
 	} else {
 		f->kind = K_FILE;
 		r = open_path(f, what, start);
@@ -458,6 +462,11 @@ int sg_follow_read(struct sg_follow *f)
 		return f->src->read(f->state, f->cur.buf, sizeof(f->cur.buf), f->fn, f->arg);
 	}
 	return -EINVAL;
+}
+
+bool sg_follow_waiting(const struct sg_follow *f)
+{
+	return f->kind == K_FILE && f->cur.fd < 0;
 }
 
 void sg_follow_close(struct sg_follow *f)

@@ -5,8 +5,9 @@
  *    read to its end first) and by copy-truncate, holds a partial last line
  *    until its newline comes, and waits for a file that appears later;
  *  - standard input ("-"), a pipe or a file;
- *  - another source given by the caller: the systemd journal (journal.h),
- *    so that the follower itself needs no libsystemd.
+ *  - another source given by the caller: the systemd journal (journal.h,
+ *    "journal" or "journal:PATH" for a journal file or directory), so that
+ *    the follower itself needs no libsystemd.
  * It never sleeps or polls: it exposes one fd (inotify, the pipe, or the
  * journal's) for the caller's epoll loop, and reads when that fd is ready.
  */
@@ -30,7 +31,7 @@ enum sg_follow_start {
 /* A source of lines that is not a file (the journal). */
 struct sg_follow_source {
 	const char *name;                    /* the `what` that selects it */
-	int (*open)(void **state, int start);
+	int (*open)(void **state, const char *arg, int start); /* arg: of "name:arg", or "" */
 	int (*fd)(const void *state);
 	/* Read what is new: each entry as one line in buf, handed to fn. */
 	int (*read)(void *state, char *buf, size_t len, sg_line_fn fn, void *arg);
@@ -38,7 +39,7 @@ struct sg_follow_source {
 };
 
 /*
- * what: a path, "-", or src->name (src may be NULL). A missing file is
+ * what: a path, "-", src->name or src->name:ARG (src may be NULL). A missing file is
  * fine (it is read from its start when it appears); a missing directory is
  * -ENOENT.
  */
@@ -56,5 +57,8 @@ int sg_follow_fd(const struct sg_follow *f);
 int sg_follow_read(struct sg_follow *f);
 
 void sg_follow_close(struct sg_follow *f);
+
+/* A file not there yet (waited for)? False for stdin and other sources. */
+bool sg_follow_waiting(const struct sg_follow *f);
 
 #endif

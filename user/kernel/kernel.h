@@ -194,6 +194,17 @@ int sg_kernel_feedback_get(const struct sg_kernel *k, int slot, struct sg_feedba
  */
 int sg_kernel_recount(struct sg_kernel *k);
 
+/*
+ * The daemon's log status (`logstat`, see smtpgov.h), mapped into memory.
+ * create: the daemon, which makes and pins the map if it is missing (or of
+ * an older layout); otherwise (`status`) -ENOENT when no daemon made one.
+ */
+int sg_kernel_logstat_map(const char *pin_dir, bool create, struct sg_logstat **out);
+void sg_kernel_logstat_unmap(struct sg_logstat *ls);
+
+/* Connects governed so far, all groups: admitted, refused, queued. */
+uint64_t sg_kernel_governed(const struct sg_kernel *k);
+
 /* Route libbpf's own messages through sg_log, demoted one level. */
 void sg_log_libbpf(void);
 
