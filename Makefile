@@ -140,7 +140,7 @@ $(OUT):
 # Debian packages needed to build and test; installed only when missing.
 DEB_PKGS := clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool libcmocka-dev libinih-dev \
 	    libpcre2-dev libsystemd-dev pkg-config iproute2 postfix make gcc python3 nftables \
-	    libclang-rt-14-dev swaks libssl-dev openssl
+	    libclang-rt-14-dev swaks libssl-dev openssl systemd-journal-remote
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
 		grep -q '^install ok installed' || echo $$p; done); \

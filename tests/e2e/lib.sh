@@ -525,35 +525,46 @@ sg_init() {
 }
 
 # sg_start [OPTIONS...]: runs `smtpgov load --cgroup SG_CG --config SG_CONF
-# --log PF_LOG` (SG_TARGET, when set, replaces `--cgroup SG_CG`) in SG_DCG (output appended to SG_DLOG),
-# in network namespace SG_NETNS when set; waits until it says it follows the log. Sets SG_PID.
+# --log SG_LOG` (SG_TARGET, when set, replaces `--cgroup SG_CG`) in SG_DCG
+# (output appended to SG_DLOG), in network namespace SG_NETNS when set;
+# waits until it says it follows SG_FOLLOWS. SG_LOG defaults to PF_LOG; set
+# it empty for no --log (log = auto, or the config's). SG_FOLLOWS defaults
+# to SG_LOG (set it to what auto should choose). Sets SG_PID.
 sg_start() {
-	local i target=(--cgroup "$SG_CG")
+	local n target=(--cgroup "$SG_CG") log=${SG_LOG-$PF_LOG}
+	local follows=${SG_FOLLOWS:-$log}
 
 	[ ${#SG_TARGET[@]} -gt 0 ] && target=("${SG_TARGET[@]}")
-	[ -f "$PF_LOG" ] || : >"$PF_LOG"
+	[ -z "$PF_LOG" ] || [ -f "$PF_LOG" ] || : >"$PF_LOG"
 	echo "--- start $(date +%T)" >>"$SG_DLOG"
+	n=$(grep -cF "following $follows:" "$SG_DLOG")
 	(echo "$BASHPID" >"$SG_DCG/cgroup.procs" &&
 		exec ${SG_NETNS:+nsenter --net=/var/run/netns/$SG_NETNS} \
 			"$SMTPGOV" --pin-dir "$SG_PIN" load "${target[@]}" --config "$SG_CONF" \
-			--log "$PF_LOG" "$@") >>"$SG_DLOG" 2>&1 &
+			${log:+--log "$log"} "$@") >>"$SG_DLOG" 2>&1 &
 	SG_PID=$!
-	sg_wait_following 0 "$SG_PID"
+	sg_wait_following "$n" "$SG_PID" "$follows"
 }
 
-# sg_wait_following N PID: waits until SG_DLOG says more than N times that
-# the daemon follows PF_LOG (PID, which runs it, must stay alive).
+# sg_wait_following N PID [WHAT]: waits until SG_DLOG says more than N times
+# that the daemon follows WHAT (default PF_LOG); PID, which runs it, must
+# stay alive.
 sg_wait_following() {
-	local i
+	local i what=${3:-$PF_LOG}
 
 	for i in $(seq 200); do
-		[ "$(grep -c "following $PF_LOG" "$SG_DLOG")" -gt "$1" ] && return 0
+		[ "$(grep -cF "following $what:" "$SG_DLOG")" -gt "$1" ] && return 0
 		kill -0 "$2" 2>/dev/null || break
 		sleep 0.05
 	done
 	tail -n 20 "$SG_DLOG" >&2
 	SG_PID=
-	fail "smtpgov load did not start following $PF_LOG"
+	fail "smtpgov load did not start following $what"
+}
+
+# sg_dlog_last: what the daemon printed since the last sg_start.
+sg_dlog_last() {
+	sed -n '/^--- start/h; /^--- start/!H; ${x;p}' "$SG_DLOG"
 }
 
 # sg_fdstore_start [OPTIONS...]: like sg_start, but under tests/tools/fdhold,
@@ -569,7 +580,7 @@ sg_fdstore_start() {
 			"$SMTPGOV" --pin-dir "$SG_PIN" load --cgroup "$SG_CG" --config "$SG_CONF" \
 			--log "$PF_LOG" "$@") >>"$SG_DLOG" 2>&1 &
 	SG_HOLD_PID=$!
-	sg_wait_following "$(grep -c "following $PF_LOG" "$SG_DLOG")" "$SG_HOLD_PID"
+	sg_wait_following "$(grep -cF "following $PF_LOG:" "$SG_DLOG")" "$SG_HOLD_PID"
 	SG_PID=$(cat "$E2E_DIR/smtpgov.pid")
 }
 
@@ -578,7 +589,7 @@ sg_fdstore_start() {
 sg_fdstore_restart() {
 	local n
 
-	n=$(grep -c "following $PF_LOG" "$SG_DLOG")
+	n=$(grep -cF "following $PF_LOG:" "$SG_DLOG")
 	kill -"$1" "$SG_PID"
 	sg_wait_following "$n" "$SG_HOLD_PID"
 	SG_PID=$(cat "$E2E_DIR/smtpgov.pid")
@@ -653,6 +664,34 @@ sg_cleanup() {
 	done
 	SG_PIN= SG_CG= SG_DCG=
 }
+
+# sg_log_stat FIELD: one field of the log source in status --json (source,
+# reason, state, since, lines, deliveries, last_delivery).
+sg_log_stat() {
+	sg_status_json | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+print("" if s["log"] is None else s["log"].get(sys.argv[1], ""))
+' "$1"
+}
+
+# journal_add FILE IDENT MESSAGE...: appends one entry per MESSAGE to the
+# journal file FILE (its name ends in .journal; made if missing), as
+# journald stores a syslog line of program IDENT (SYSLOG_IDENTIFIER,
+# SYSLOG_FACILITY=2 (mail), _HOSTNAME, the time now): export-format input
+# through systemd-journal-remote, the journal's own writer.
+journal_add() {
+	local file=$1 ident=$2 msg us
+	shift 2
+	for msg in "$@"; do
+		us=$(date +%s%6N)
+		printf '__REALTIME_TIMESTAMP=%s\n__MONOTONIC_TIMESTAMP=%s\n_BOOT_ID=5f0c1d2e3a4b5c6d7e8f90a1b2c3d4e5\n' "$us" "$us"
+		printf '_SOURCE_REALTIME_TIMESTAMP=%s\n_HOSTNAME=mx.test\n_PID=%s\nSYSLOG_PID=%s\n' "$us" "$$" "$$"
+		printf 'SYSLOG_IDENTIFIER=%s\nSYSLOG_FACILITY=2\nPRIORITY=6\nMESSAGE=%s\n\n' "$ident" "$msg"
+	done | "$JOURNAL_REMOTE" --output="$file" - 2>>"$E2E_DIR/journal-remote.log" ||
+		{ cat "$E2E_DIR/journal-remote.log" >&2; fail "systemd-journal-remote --output=$file"; }
+}
+JOURNAL_REMOTE=${JOURNAL_REMOTE:-/lib/systemd/systemd-journal-remote}
 
 # sg_status_json: prints `smtpgov status --json`.
 sg_status_json() {
