@@ -88,7 +88,7 @@ static void test_full_file(void **state)
 	assert_int_equal(load("[global]\nports = 25 587\nmode = dry-run ; comment\nstate = /tmp/x\n"
 			      "retry_command = postqueue -c /etc/postfix -i %q\nretry_delay = 2s\n"
 			      "room_max = 300\nretry_timeout = 5s\n"
-			      			      "log = journal\njournal = /var/lib/machines/mx/var/log/journal\n"
+			      "log = journal\njournal = /var/lib/machines/mx/var/log/journal\n"
 			      "blind_warning = 1h\n"
 			      "[group microsoft]\ncap = 1\nmin_cap = 1\nmax_cap = 6\ndecrease = 0.25\n"
 			      "cooldown = 2m\nincrease_after = 20\nincrease_interval = 1h\npause = 1d\n"
