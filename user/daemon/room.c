@@ -259,9 +259,11 @@ static void conn_free(struct conn *c)
 		r->gq[c->group].nclosing--;
 	}
 	unstore_relay(c);
+	/* The upstream socket first: its release runs the hooks of the cgroup
+	 * it was made in, which must still be attached when it goes. */
+	sg_relay_close(&c->io);
 	if (c->taken && !--c->owner->taken_relays)
 		drop_old_links(c->owner);
-	sg_relay_close(&c->io);
 	if (c->door)
 		sg_door_put(c->door);
 	free(c);
