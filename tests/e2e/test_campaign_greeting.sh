@@ -21,7 +21,7 @@
 # ALONE_S s; run 3 also that no connect was refused (EPERM), no session lost,
 # and no "delivery temporarily suspended" line appeared but those repeating
 # a throttle reply. SG_RESTART=kill or fdstore runs only that one of 2 and 3.
-# Runtime ~140 s. Exit 0 pass, 1 FAIL (with the reason), 77 skip.
+# Runtime ~170 s. Exit 0 pass, 1 FAIL (with the reason), 77 skip.
 set -u
 . "$(dirname "$0")/lib.sh"
 
