@@ -7,6 +7,11 @@
  * learning goes on (the caps in the kernel follow the log), and once the
  * disk takes writes again the state is saved. A retry_command that hangs
  * is killed after retry_timeout, and the daemon goes on meanwhile.
+ * The pin dir removed, its bpf filesystem (a private mount) unmounted and
+ * the governed cgroup removed under a running daemon: connects stay
+ * governed (or are again once the cgroup is back), the daemon says so in
+ * one line, pins again what it holds (status and unload work), and neither
+ * dies nor spins.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,6 +25,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include "harness.h"
 
@@ -261,11 +267,194 @@ static void test_retry_command_hangs(void **state)
 	assert_int_equal(env_daemon_stop(&E, SIGTERM), 0);
 }
 
+/* One connect admitted to 127.0.31.2, the next refused: cap 1 (the
+ * smallest that shows both). No mail log lines: the cap stays. */
+#define GOV_CONF "[global]\nports = 2525\nbuiltin = no\nverdict = refuse\n" \
+	"[group lo]\nranges = 127.0.31.2/32\ncap = 1\nmax_cap = 1\n"
+
+static char bpf_dir[PATH_MAX];
+
+static int child_governed(void *arg)
+{
+	int a, b;
+
+	(void)arg;
+	a = tcp_connect(AF_INET, "127.0.31.2", TEST_PORT);
+	b = tcp_connect(AF_INET, "127.0.31.2", TEST_PORT);
+	return a >= 0 && b == -EPERM ? 0 : 1;
+}
+
+/* Are connects from the cgroup governed right now (the second refused)? */
+static bool governed(void)
+{
+	return env_wait(&E, env_spawn(&E, child_governed, NULL)) == 0;
+}
+
+/* The governing daemon, with a listener on 127.0.31.2 and its stderr in
+ * daemon.log; *logpath gets that path. */
+static void gov_daemon(char *logpath, size_t len)
+{
+	char extra[PATH_MAX * 2 + 64], ml[PATH_MAX + 16];
+	struct listener *l;
+
+	env_config(&E, GOV_CONF);
+	snprintf(logpath, len, "%s/daemon.log", E.tmp);
+	snprintf(ml, sizeof(ml), "%s/mail.log", E.tmp);
+	append(ml, "");
+	snprintf(extra, sizeof(extra), "--log %s 2>%s", ml, logpath);
+	assert_int_equal(listener_start(&l, AF_INET, "127.0.31.2", TEST_PORT), 0);
+	assert_int_equal(env_daemon(&E, extra, false), 0);
+	assert_true(governed());
+}
+
+/* Wait up to ms for `what` to appear n times in the daemon's log. */
+static int log_has(const char *logpath, const char *what, int n, int ms)
+{
+	char *log;
+	int c = 0;
+
+	for (int i = 0; i <= ms / 50; i++) {
+		log = slurp(logpath);
+		c = count(log, what);
+		free(log);
+		if (c >= n)
+			break;
+		usleep(50000);
+	}
+	return c;
+}
+
+/* Wait (up to 5 s) for the daemon to have pinned everything again. */
+static void pins_back(void)
+{
+	char path[PATH_MAX + 32];
+
+	snprintf(path, sizeof(path), "%s/link_connect4", E.pin_dir);
+	for (int i = 0; i < 100 && access(path, F_OK); i++)
+		usleep(50000);
+	assert_int_equal(access(path, F_OK), 0);
+}
+
+/* CPU time (clock ticks) the daemon has used. */
+static long cpu_ticks(pid_t pid)
+{
+	char path[64], *stat, *p;
+	long ut = 0, st = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	stat = slurp(path);
+	p = strrchr(stat, ')');
+	if (p)
+		sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %ld %ld", &ut, &st);
+	free(stat);
+	return ut + st;
+}
+
+/* Alive, and not spinning: under 0.3 s of CPU in 2 s. */
+static void calm(void)
+{
+	long before = cpu_ticks(E.daemon);
+
+	sleep(2);
+	assert_int_equal(kill(E.daemon, 0), 0);
+	assert_int_equal(waitpid(E.daemon, NULL, WNOHANG), 0);
+	assert_true(cpu_ticks(E.daemon) - before < sysconf(_SC_CLK_TCK) * 3 / 10);
+}
+
+/* After the daemon stops, `smtpgov unload` finds the pins and removes them. */
+static void unload_works(void)
+{
+	char out[4096];
+
+	assert_int_equal(env_daemon_stop(&E, SIGTERM), 0);
+	if (E.loaded)
+		sg_kernel_close(&E.k);
+	E.loaded = false;
+	if (env_cli(&E, out, sizeof(out), "unload"))
+		fail_msg("unload: %s", out);
+	assert_int_equal(access(E.pin_dir, F_OK), -1);
+}
+
+static void test_pin_dir_removed(void **state)
+{
+	char logpath[PATH_MAX + 16], cmd[PATH_MAX + 32], out[8192];
+
+	(void)state;
+	gov_daemon(logpath, sizeof(logpath));
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", E.pin_dir);
+	assert_int_equal(system(cmd), 0);
+	usleep(200000);
+	assert_true(governed());                  /* the daemon's fds hold the links */
+	pins_back();
+	if (env_cli(&E, out, sizeof(out), "status"))
+		fail_msg("status after the pins came back: %s", out);
+	assert_int_equal(log_has(logpath, "pinned again", 1, 0), 1);
+	calm();
+	assert_int_equal(log_has(logpath, "pinned again", 2, 0), 1);   /* said once */
+	assert_true(governed());
+	unload_works();
+	assert_false(governed());                 /* unload detached them */
+}
+
+static void test_bpffs_unmounted(void **state)
+{
+	char logpath[PATH_MAX + 16], out[8192];
+
+	(void)state;
+	/* A bpf filesystem of the test's own, never the system's. */
+	snprintf(bpf_dir, sizeof(bpf_dir), "/tmp/%s-bpf", E.name);
+	assert_int_equal(mkdir(bpf_dir, 0700), 0);
+	assert_int_equal(mount("bpf", bpf_dir, "bpf", 0, "mode=0700"), 0);
+	snprintf(E.pin_dir, sizeof(E.pin_dir), "%s/%s", bpf_dir, E.name);
+	gov_daemon(logpath, sizeof(logpath));
+
+	/* Busy (the daemon holds the dir open): a lazy unmount, as admins do. */
+	assert_int_equal(umount2(bpf_dir, MNT_DETACH), 0);
+	assert_true(governed());
+	assert_int_equal(log_has(logpath, "cannot be made again", 1, 5000), 1);
+	calm();
+	assert_int_equal(log_has(logpath, "cannot be made again", 2, 0), 1);   /* said once */
+	assert_true(governed());
+
+	/* Mounted again: the daemon pins what it holds there. */
+	assert_int_equal(mount("bpf", bpf_dir, "bpf", 0, "mode=0700"), 0);
+	pins_back();
+	if (env_cli(&E, out, sizeof(out), "status"))
+		fail_msg("status after bpffs came back: %s", out);
+	assert_int_equal(log_has(logpath, "pinned again", 1, 0), 1);
+	assert_true(governed());
+	unload_works();
+	assert_false(governed());
+}
+
+static void test_cgroup_removed(void **state)
+{
+	char logpath[PATH_MAX + 16];
+
+	(void)state;
+	gov_daemon(logpath, sizeof(logpath));
+	for (int i = 0; i < 100 && rmdir(E.cgroup) && errno == EBUSY; i++)
+		usleep(10000);
+	assert_int_equal(access(E.cgroup, F_OK), -1);
+	assert_int_equal(log_has(logpath, "was removed: nothing is governed", 1, 5000), 1);
+	calm();
+	calm();
+	assert_int_equal(log_has(logpath, "was removed", 2, 0), 1);   /* said once */
+
+	/* Back: governed again, caps kept. */
+	assert_int_equal(mkdir(E.cgroup, 0755), 0);
+	assert_int_equal(log_has(logpath, "now attached to", 1, 5000), 1);
+	assert_true(governed());
+	calm();
+	assert_int_equal(env_daemon_stop(&E, SIGTERM), 0);
+}
+
 static int setup(void **state)
 {
 	(void)state;
 	qid = 0;
 	st_dir[0] = '\0';
+	bpf_dir[0] = '\0';
 	return env_setup(&E) ? -1 : 0;
 }
 
@@ -277,6 +466,10 @@ static int teardown(void **state)
 	if (st_dir[0])
 		umount2(st_dir, MNT_DETACH);
 	env_teardown(&E);
+	if (bpf_dir[0]) {
+		umount2(bpf_dir, MNT_DETACH);
+		rmdir(bpf_dir);
+	}
 	return 0;
 }
 
@@ -285,6 +478,9 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_state_disk_full_then_read_only, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_retry_command_hangs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pin_dir_removed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bpffs_unmounted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cgroup_removed, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

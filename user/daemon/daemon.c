@@ -44,6 +44,24 @@ static int on_recount(void *arg, uint32_t events)
 }
 
 /*
+ * The pin dir was removed or its bpf filesystem unmounted: the programs
+ * stay attached by our fds; pin them and the maps again so that status and
+ * unload find them. Said once until it works again.
+ */
+static void check_pins(struct sg_daemon *d)
+{
+	char err[PATH_MAX + 128];
+	int r = sg_kernel_repin(d->k, err, sizeof(err));
+
+	if (r == 1)
+		pr_warn("pin dir %s was gone; pinned again (enforcement went on)", d->k->pin_dir);
+	else if (r < 0 && !d->pins_said)
+		pr_warn("pin dir %s is gone and cannot be made again: %s; enforcement goes on, "
+			"status and unload cannot see it (retried every 2 s)", d->k->pin_dir, err);
+	d->pins_said = r < 0;
+}
+
+/*
  * The governed cgroup was removed (systemd gives a restarted unit a new
  * one, and the kernel detaches programs from a removed cgroup): attach to
  * the MTA's new cgroup (found again from its pid file with --mta), or to
@@ -57,7 +75,10 @@ static int on_watch(void *arg, uint32_t events)
 	uint64_t ticks;
 
 	(void)events;
-	if (read(d->watch_fd, &ticks, sizeof(ticks)) < 0 || !d->k->cgroup_path[0] ||
+	if (read(d->watch_fd, &ticks, sizeof(ticks)) < 0)
+		return 0;
+	check_pins(d);
+	if (!d->k->cgroup_path[0] ||
 	    (!stat(d->k->cgroup_path, &st) && (uint64_t)st.st_ino == d->k->cgroup_id))
 		return 0;
 	snprintf(path, sizeof(path), "%s", d->k->cgroup_path);

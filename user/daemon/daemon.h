@@ -32,6 +32,7 @@ struct sg_daemon {
 	struct sg_loop loop;
 	int sig_fd, recount_fd, watch_fd;
 	bool gone_said;           /* the governed cgroup is gone, and we said so */
+	bool pins_said;           /* the pin dir is gone and cannot be made again, said so */
 	struct sg_room *room;     /* waiting room, when a group queues */
 	struct sg_fb *fb;         /* log feedback (feedback.c), NULL when off */
 };

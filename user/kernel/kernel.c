@@ -49,6 +49,17 @@ static void kernel_init(struct sg_kernel *k, const char *pin_dir)
 	k->lock_fd = -1;
 	for (int i = 0; i < SG_KERNEL_NMAPS; i++)
 		k->map_fd[i] = -1;
+	for (size_t i = 0; i < NLINKS; i++)
+		k->link_fd[i] = -1;
+}
+
+static void close_links(struct sg_kernel *k)
+{
+	for (size_t i = 0; i < NLINKS; i++) {
+		if (k->link_fd[i] >= 0)
+			close(k->link_fd[i]);
+		k->link_fd[i] = -1;
+	}
 }
 
 static void *map_array(int fd, size_t size, size_t *len)
@@ -177,6 +188,7 @@ void sg_kernel_close(struct sg_kernel *k)
 			close(k->map_fd[i]);
 		k->map_fd[i] = -1;
 	}
+	close_links(k);
 	if (k->lock_fd >= 0)
 		close(k->lock_fd);
 	k->lock_fd = -1;
@@ -260,7 +272,9 @@ static int attach(struct sg_kernel *k, int cgroup_fd, char *err, size_t errlen)
 		}
 		pin_path(path, sizeof(path), k->pin_dir, link_pins[i]);
 		r = bpf_link__pin(link, path);
-		bpf_link__destroy(link);   /* the pin keeps it attached */
+		/* The pin keeps it attached, and so does our fd if the pin goes. */
+		k->link_fd[i] = fcntl(bpf_link__fd(link), F_DUPFD_CLOEXEC, 0);
+		bpf_link__destroy(link);
 		if (r) {
 			snprintf(err, errlen, "pin %s: %s", path, strerror(-r));
 			return r;
@@ -312,6 +326,10 @@ int sg_kernel_load(struct sg_kernel *k, const char *pin_dir, const char *cgroup,
 			goto fail;
 		} else {
 			*adopted = true;
+			for (size_t i = 0; i < NLINKS; i++) {
+				pin_path(path, sizeof(path), pin_dir, link_pins[i]);
+				k->link_fd[i] = bpf_obj_get(path);
+			}
 		}
 	}
 
@@ -384,6 +402,7 @@ int sg_kernel_reattach(struct sg_kernel *k, const char *cgroup, char *err, size_
 
 	if (fd < 0)
 		return fd;
+	close_links(k);
 	for (size_t i = 0; i < NLINKS; i++) {
 		pin_path(path, sizeof(path), k->pin_dir, link_pins[i]);
 		unlink(path);
@@ -396,6 +415,55 @@ int sg_kernel_reattach(struct sg_kernel *k, const char *cgroup, char *err, size_
 	if (!realpath(cgroup, k->cgroup_path))
 		k->cgroup_path[0] = '\0';
 	return 0;
+}
+
+/* Every pin in place, in the dir we hold locked? */
+static bool pins_whole(const struct sg_kernel *k)
+{
+	struct stat dir, held;
+	char path[PATH_MAX];
+
+	if (stat(k->pin_dir, &dir) || fstat(k->lock_fd, &held) || dir.st_ino != held.st_ino ||
+	    dir.st_dev != held.st_dev)
+		return false;
+	for (int i = 0; i < SG_KERNEL_NMAPS + (int)NLINKS; i++) {
+		pin_path(path, sizeof(path), k->pin_dir,
+			 i < SG_KERNEL_NMAPS ? map_names[i] : link_pins[i - SG_KERNEL_NMAPS]);
+		if (access(path, F_OK))
+			return false;
+	}
+	return true;
+}
+
+int sg_kernel_repin(struct sg_kernel *k, char *err, size_t errlen)
+{
+	char path[PATH_MAX];
+	int old = k->lock_fd, r;
+
+	if (!k->skel || pins_whole(k))
+		return 0;
+	k->lock_fd = -1;
+	if ((r = ensure_bpffs(k->pin_dir, err, errlen)) || (r = lock_pin_dir(k, true, err, errlen))) {
+		if (k->lock_fd >= 0)
+			close(k->lock_fd);
+		k->lock_fd = old;
+		return r;
+	}
+	if (old >= 0)
+		close(old);
+	for (int i = 0; i < SG_KERNEL_NMAPS + (int)NLINKS; i++) {
+		bool map = i < SG_KERNEL_NMAPS;
+		int fd = map ? k->map_fd[i] : k->link_fd[i - SG_KERNEL_NMAPS];
+
+		pin_path(path, sizeof(path), k->pin_dir,
+			 map ? map_names[i] : link_pins[i - SG_KERNEL_NMAPS]);
+		if (fd >= 0 && bpf_obj_pin(fd, path) && errno != EEXIST) {
+			r = -errno;
+			snprintf(err, errlen, "pin %s: %s", path, strerror(errno));
+			return r;
+		}
+	}
+	return 1;
 }
 
 /* The waiting room's own cgroup: the programs a connect goes through. */

@@ -49,6 +49,7 @@ struct sg_kernel {
 	const struct sg_srccount *srccounts; /* mmap of `srccounts`: SG_MAX_SOURCES per group */
 	size_t srccounts_len;
 	struct smtpgov_bpf *skel;    /* set by sg_kernel_load only */
+	int link_fd[4];              /* the cgroup links, held by sg_kernel_load (pins can go) */
 	uint64_t cgroup_id;          /* cgroup the links are attached to, 0 if unknown */
 	char cgroup_path[PATH_MAX];  /* set by sg_kernel_load */
 };
@@ -78,6 +79,14 @@ int sg_kernel_sync(struct sg_kernel *k, const struct sg_config *cfg);
  * sg_kernel_load.
  */
 int sg_kernel_reattach(struct sg_kernel *k, const char *cgroup, char *err, size_t errlen);
+
+/*
+ * Pin again what sg_kernel_load holds (maps and links) if the pin dir was
+ * removed or its bpf filesystem unmounted, and lock the new dir; the
+ * programs stay attached meanwhile, held by the daemon's fds. 0: all pins
+ * were there; 1: pinned again; negative errno with err naming the object.
+ */
+int sg_kernel_repin(struct sg_kernel *k, char *err, size_t errlen);
 
 /* Detach every program and remove every pin. -ENOENT if nothing pinned. */
 int sg_kernel_unload(const char *pin_dir, char *err, size_t errlen);
