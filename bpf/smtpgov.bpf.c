@@ -423,12 +423,9 @@ static __always_inline int govern(struct bpf_sock_addr *ctx, __u32 gid,
 	from_room = s->room_mark && sk->mark == s->room_mark;
 	/* Sent to the room, this client goes to ::1: it needs that door. */
 	to_v6 = family == AF_INET6 && !sg_is_v4mapped(addr);
-	/* Others wait for this pool already: join them, under cap or not.
-	 * First come, first served, and the waiting room sees every session
-	 * opened while its pool is contended (it can end one left idle in the
-	 * MTA's connection cache). */
-	if (!from_room && grp->verdict == SG_VERDICT_QUEUE && s->mode != SG_MODE_DRY_RUN &&
-	    (grp->flags & SG_GROUP_PER_SOURCE ? cnt->waiting : grp->waiting) &&
+	/* Others wait for this pool already: join them (include/smtpgov.h). */
+	if (sg_joins((grp->flags & SG_GROUP_PER_SOURCE ? cnt->waiting : grp->waiting) != 0,
+		     s->mode, grp->verdict, from_room) &&
 	    (to_port = room_port(ctx, s, grp, to_v6, &netns)))
 		return enqueue(ctx, &cookie, grp, gid, s, family, addr, port, &src, to_port, netns);
 	/* Reserve, decide (include/smtpgov.h), apply. */

@@ -361,6 +361,21 @@ enum sg_outcome {
 	SG_OUT_ASK_ROOM,       /* over cap in a queue group: is the room open? */
 };
 
+/*
+ * Before reserving: does a newcomer join the connections already waiting
+ * for its pool (waiting != 0), under the cap or not? Only in a queue group,
+ * enforcing, and never the room's own upstream. First come, first served,
+ * and the room sees every session opened while its pool is contended, so it
+ * can end one left idle in the MTA's connection cache. Asked before the
+ * reservation on purpose: a reservation made only to be given back would
+ * make a concurrent connect (the room's own upstream among them) see the
+ * pool fuller than it is.
+ */
+static inline int sg_joins(int waiting, __u32 mode, __u32 verdict, int from_room)
+{
+	return waiting && verdict == SG_VERDICT_QUEUE && mode != SG_MODE_DRY_RUN && !from_room;
+}
+
 static inline enum sg_outcome sg_decide(__s32 old, __u32 cap, __u32 mode, __u32 verdict,
 					int from_room, int room)
 {

@@ -76,6 +76,17 @@ static void test_room_asked_only_when_needed(void **state)
 					}
 }
 
+/* Joining the waiters: queue groups only, enforcing, never the room's own. */
+static void test_joins(void **state)
+{
+	(void)state;
+	assert_true(sg_joins(1, E, Q, 0));
+	assert_false(sg_joins(0, E, Q, 0));     /* nobody waits: reserve as usual */
+	assert_false(sg_joins(1, E, R, 0));     /* refuse groups never queue */
+	assert_false(sg_joins(1, D, Q, 0));     /* dry-run never queues */
+	assert_false(sg_joins(1, E, Q, 1));     /* the room's own upstream */
+}
+
 static void test_v4_mapped(void **state)
 {
 	__u32 w[4];
@@ -103,6 +114,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_decision_table),
 		cmocka_unit_test(test_room_asked_only_when_needed),
+		cmocka_unit_test(test_joins),
 		cmocka_unit_test(test_v4_mapped),
 	};
 
